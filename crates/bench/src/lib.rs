@@ -1,0 +1,1 @@
+//! Peer comparisons for Switchboard's crates. Not published: peers never reach users.

@@ -1,0 +1,1 @@
+//! switchboard-broker: transport-agnostic STOMP broker semantics (work in progress).

@@ -1,0 +1,2 @@
+//! The `switchboard` binary (work in progress).
+fn main() {}

@@ -1,0 +1,1 @@
+//! switchboard-ws: a zero-copy, sans-IO RFC 6455 WebSocket codec (work in progress).
