@@ -1,0 +1,395 @@
+//! Server configuration: a TOML file (every field optional) overlaid by command-line flags.
+//!
+//! Everything has a default, so `Config::default()` is a working server: HTTP (health, metrics and
+//! the `/chat` WebSocket endpoint) on `127.0.0.1:8080` and STOMP over TCP on `127.0.0.1:61613`.
+//!
+//! ```toml
+//! [listeners]
+//! http = "127.0.0.1:8080"        # or "off"
+//! stomp = "127.0.0.1:61613"      # or "off"
+//! stomp_tls = "127.0.0.1:61614"  # STOMP over TLS on its own port; needs [tls]; default off
+//!
+//! [tls]                          # when set, the HTTP listener serves https/wss
+//! cert = "cert.pem"              # PEM certificate chain
+//! key = "key.pem"                # PEM private key (PKCS#8, PKCS#1 or SEC1)
+//!
+//! [websocket]
+//! paths = ["/chat"]              # several endpoints allowed
+//! allowed_origins = []           # empty: same origin and loopback; "*" allows any origin
+//!
+//! [[app_destinations]]           # default: /app/X is published to /topic/X
+//! prefix = "/app/"
+//! target = "/topic/"
+//!
+//! [limits]
+//! max_connections = 10000
+//! max_frame_size = 1048576       # body bytes of one STOMP frame
+//! max_header_count = 64
+//! max_header_line = 8192
+//! outbound_queue_frames = 1024   # per session; a client that does not read is dropped beyond it
+//! outbound_queue_bytes = 4194304
+//! heartbeat_ms = [10000, 10000]  # what the server offers: [send, receive]
+//! connect_timeout_ms = 10000     # a connection with no CONNECT by then is closed
+//! max_subscriptions = 1024       # per session
+//! shutdown_grace_ms = 5000       # time to flush queued frames on shutdown
+//!
+//! [[users]]                      # no users: any login is accepted
+//! login = "guest"
+//! passcode = "guest"
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where a listener listens, or that it is switched off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// The listener is not started.
+    Off,
+    /// Listen on this address (port 0 picks a free port; [`crate::Server::bind`] reports it).
+    Addr(SocketAddr),
+}
+
+impl Listen {
+    /// The address, unless the listener is off.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::Addr(a) => Some(*a),
+        }
+    }
+}
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Listen, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        s.parse::<SocketAddr>()
+            .map(Listen::Addr)
+            .map_err(|_| format!("`{s}` is neither `off` nor an address like 127.0.0.1:8080"))
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::Addr(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Listen, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The whole server configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The listening sockets.
+    pub listeners: Listeners,
+    /// Certificate and key; when set, the HTTP listener speaks TLS (https/wss).
+    pub tls: Option<TlsFiles>,
+    /// WebSocket endpoints and the origin policy.
+    pub websocket: WebSocket,
+    /// Application-destination prefixes and where the server publishes what is sent to them.
+    pub app_destinations: Vec<AppDestination>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Static users; empty means every login (or none) is accepted.
+    pub users: Vec<User>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listeners: Listeners::default(),
+            tls: None,
+            websocket: WebSocket::default(),
+            app_destinations: vec![AppDestination {
+                prefix: "/app/".into(),
+                target: "/topic/".into(),
+            }],
+            limits: Limits::default(),
+            users: Vec::new(),
+        }
+    }
+}
+
+/// The listening sockets.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Listeners {
+    /// HTTP: `/healthz`, `/metrics` and the WebSocket endpoints. Default `127.0.0.1:8080`.
+    pub http: Listen,
+    /// STOMP over plain TCP. Default `127.0.0.1:61613`.
+    pub stomp: Listen,
+    /// STOMP over TLS (needs [`Config::tls`]). Default off.
+    pub stomp_tls: Listen,
+}
+
+impl Default for Listeners {
+    fn default() -> Listeners {
+        Listeners {
+            http: Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            stomp: Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 61613))),
+            stomp_tls: Listen::Off,
+        }
+    }
+}
+
+/// PEM files for TLS.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// WebSocket endpoint settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct WebSocket {
+    /// The request paths that accept a STOMP-over-WebSocket upgrade. Default `["/chat"]`.
+    pub paths: Vec<String>,
+    /// Origins allowed to open a WebSocket, e.g. `"https://app.example.com"`. Empty (the
+    /// default): the same origin as the `Host` header, and loopback origins. `"*"` allows any.
+    /// A request without an `Origin` header (not a browser) is always allowed.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for WebSocket {
+    fn default() -> WebSocket {
+        WebSocket {
+            paths: vec!["/chat".into()],
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// An application-destination mapping: a SEND to `prefix + rest` is published to `target + rest`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AppDestination {
+    /// The prefix clients send to, e.g. `"/app/"`.
+    pub prefix: String,
+    /// The prefix the server publishes to, e.g. `"/topic/"`.
+    pub target: String,
+}
+
+/// A static user.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// The STOMP `login` header.
+    pub login: String,
+    /// The STOMP `passcode` header.
+    pub passcode: String,
+}
+
+/// Resource limits; every one has a default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Concurrent connections (TCP, TLS and WebSocket together). Default 10 000.
+    pub max_connections: usize,
+    /// Largest STOMP body in bytes. Default 1 MiB.
+    pub max_frame_size: usize,
+    /// Most headers in one frame. Default 64.
+    pub max_header_count: usize,
+    /// Longest header line in bytes. Default 8 KiB.
+    pub max_header_line: usize,
+    /// Frames queued for one session before the slow-consumer policy drops it. Default 1024.
+    pub outbound_queue_frames: usize,
+    /// Bytes queued for one session before the slow-consumer policy drops it. Default 4 MiB.
+    pub outbound_queue_bytes: usize,
+    /// Heart-beat the server offers in CONNECTED, `[send_ms, receive_ms]`. Default `[10000, 10000]`.
+    pub heartbeat_ms: [u64; 2],
+    /// A connection that has not completed CONNECT within this time is closed. Default 10 s.
+    pub connect_timeout_ms: u64,
+    /// Subscriptions per session. Default 1024.
+    pub max_subscriptions: usize,
+    /// How long shutdown waits for queued frames to be flushed. Default 5 s.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 10_000,
+            max_frame_size: 1 << 20,
+            max_header_count: 64,
+            max_header_line: 8 << 10,
+            outbound_queue_frames: 1024,
+            outbound_queue_bytes: 4 << 20,
+            heartbeat_ms: [10_000, 10_000],
+            connect_timeout_ms: 10_000,
+            max_subscriptions: 1024,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+impl Limits {
+    /// [`Limits::connect_timeout_ms`] as a `Duration`.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// [`Limits::shutdown_grace_ms`] as a `Duration`.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error (names the key and line).
+        source: Box<toml::de::Error>,
+    },
+    /// The settings contradict each other.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Parses a TOML document; missing fields take their defaults.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Checks settings that only make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listeners.stomp_tls != Listen::Off && self.tls.is_none() {
+            return Err(ConfigError::Invalid(
+                "a STOMP-over-TLS listener needs a certificate and key (--tls-cert/--tls-key or [tls])"
+                    .into(),
+            ));
+        }
+        for p in &self.websocket.paths {
+            if !p.starts_with('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "WebSocket path `{p}` must start with `/`"
+                )));
+            }
+        }
+        for m in &self.app_destinations {
+            if m.prefix.is_empty() || !m.prefix.starts_with('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "application prefix `{}` must start with `/`",
+                    m.prefix
+                )));
+            }
+        }
+        if self.limits.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_connections must be > 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.listeners.http.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.listeners.stomp.to_string(), "127.0.0.1:61613");
+        assert_eq!(c.listeners.stomp_tls, Listen::Off);
+        assert_eq!(c.websocket.paths, vec!["/chat".to_string()]);
+        assert_eq!(c.app_destinations.len(), 1);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = Config::from_toml(
+            r#"
+            [listeners]
+            http = "off"
+            stomp = "127.0.0.1:0"
+            [websocket]
+            paths = ["/chat", "/stomp"]
+            allowed_origins = ["https://app.example"]
+            [[app_destinations]]
+            prefix = "/app/"
+            target = "/queue/"
+            [limits]
+            max_frame_size = 100
+            heartbeat_ms = [0, 0]
+            [[users]]
+            login = "a"
+            passcode = "b"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listeners.http, Listen::Off);
+        assert_eq!(c.websocket.paths.len(), 2);
+        assert_eq!(c.app_destinations[0].target, "/queue/");
+        assert_eq!(c.limits.max_frame_size, 100);
+        assert_eq!(c.limits.max_header_count, 64);
+        assert_eq!(c.users[0].login, "a");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_addresses_are_rejected() {
+        assert!(Config::from_toml("[listeners]\nhtp = \"off\"").is_err());
+        assert!(Config::from_toml("[listeners]\nhttp = \"nowhere\"").is_err());
+    }
+
+    #[test]
+    fn stomp_tls_needs_tls_files() {
+        let mut c = Config::default();
+        c.listeners.stomp_tls = "127.0.0.1:0".parse().unwrap();
+        assert!(c.validate().is_err());
+    }
+}
