@@ -3,6 +3,8 @@
 use bytes::Bytes;
 use bytestring::ByteString;
 
+use crate::header::{self, HeartBeat};
+
 /// A STOMP protocol version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Version {
@@ -113,10 +115,26 @@ impl Command {
     }
 
     /// Looks a command up by its exact (case-sensitive) wire name.
+    #[inline]
     pub fn from_bytes(name: &[u8]) -> Option<Command> {
-        Command::ALL
-            .into_iter()
-            .find(|c| c.as_str().as_bytes() == name)
+        Some(match name {
+            b"SEND" => Command::Send,
+            b"MESSAGE" => Command::Message,
+            b"ACK" => Command::Ack,
+            b"NACK" => Command::Nack,
+            b"SUBSCRIBE" => Command::Subscribe,
+            b"UNSUBSCRIBE" => Command::Unsubscribe,
+            b"RECEIPT" => Command::Receipt,
+            b"CONNECT" => Command::Connect,
+            b"STOMP" => Command::Stomp,
+            b"CONNECTED" => Command::Connected,
+            b"BEGIN" => Command::Begin,
+            b"COMMIT" => Command::Commit,
+            b"ABORT" => Command::Abort,
+            b"DISCONNECT" => Command::Disconnect,
+            b"ERROR" => Command::Error,
+            _ => return None,
+        })
     }
 
     /// Whether frames with this command may carry a body (SEND, MESSAGE, ERROR).
@@ -292,5 +310,87 @@ impl Frame {
     /// The first value of header `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.headers.get(name)
+    }
+
+    /// `destination` (SEND, SUBSCRIBE, MESSAGE).
+    pub fn destination(&self) -> Option<&str> {
+        self.get(header::DESTINATION)
+    }
+
+    /// `id` (SUBSCRIBE, UNSUBSCRIBE; ACK and NACK in 1.2).
+    pub fn id(&self) -> Option<&str> {
+        self.get(header::ID)
+    }
+
+    /// `ack` (SUBSCRIBE: the ack mode; MESSAGE in 1.2: the id to acknowledge with).
+    pub fn ack(&self) -> Option<&str> {
+        self.get(header::ACK)
+    }
+
+    /// `receipt`: the client asks for a RECEIPT carrying this as `receipt-id`.
+    pub fn receipt(&self) -> Option<&str> {
+        self.get(header::RECEIPT)
+    }
+
+    /// `receipt-id` (RECEIPT, ERROR).
+    pub fn receipt_id(&self) -> Option<&str> {
+        self.get(header::RECEIPT_ID)
+    }
+
+    /// `transaction`.
+    pub fn transaction(&self) -> Option<&str> {
+        self.get(header::TRANSACTION)
+    }
+
+    /// `message-id` (MESSAGE; ACK and NACK in 1.0 and 1.1).
+    pub fn message_id(&self) -> Option<&str> {
+        self.get(header::MESSAGE_ID)
+    }
+
+    /// `subscription` (MESSAGE; ACK and NACK in 1.1).
+    pub fn subscription(&self) -> Option<&str> {
+        self.get(header::SUBSCRIPTION)
+    }
+
+    /// `content-type`.
+    pub fn content_type(&self) -> Option<&str> {
+        self.get(header::CONTENT_TYPE)
+    }
+
+    /// `content-length` as a number (`None` when absent or not a decimal number). The parser has
+    /// already checked it on parsed frames; the encoder writes its own.
+    pub fn content_length(&self) -> Option<usize> {
+        self.get(header::CONTENT_LENGTH)
+            .and_then(|v| crate::grammar::content_length(v.as_bytes()))
+            .and_then(|n| usize::try_from(n).ok())
+    }
+
+    /// `accept-version` (CONNECT); see [`negotiate_version`](crate::header::negotiate_version).
+    pub fn accept_version(&self) -> Option<&str> {
+        self.get(header::ACCEPT_VERSION)
+    }
+
+    /// `host` (CONNECT).
+    pub fn host(&self) -> Option<&str> {
+        self.get(header::HOST)
+    }
+
+    /// `login` (CONNECT).
+    pub fn login(&self) -> Option<&str> {
+        self.get(header::LOGIN)
+    }
+
+    /// `passcode` (CONNECT).
+    pub fn passcode(&self) -> Option<&str> {
+        self.get(header::PASSCODE)
+    }
+
+    /// `heart-beat` (CONNECT, CONNECTED): `Ok(0,0)` when absent (the spec's default),
+    /// `Err(value)` when present but not `x,y`.
+    pub fn heart_beat(&self) -> Result<HeartBeat, &str> {
+        match self.get(header::HEART_BEAT) {
+            None => Ok(HeartBeat::NONE),
+            Some(v) => HeartBeat::parse(v).ok_or(v),
+        }
     }
 }

@@ -1,0 +1,166 @@
+//! Header escaping (STOMP 1.1 and 1.2): which escapes a frame uses, checking, decoding, encoding.
+
+use bytes::BytesMut;
+
+use crate::{Command, Version};
+
+/// The escaping rules a frame's headers follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Escaping {
+    /// STOMP 1.0, and CONNECT / STOMP / CONNECTED in every version: bytes are taken as they are.
+    None,
+    /// STOMP 1.1: `\n`, `\c`, `\\`.
+    V11,
+    /// STOMP 1.2: `\r`, `\n`, `\c`, `\\`.
+    V12,
+}
+
+impl Escaping {
+    /// The escaping of `version` (before negotiation, 1.2's rules: the most lenient that is safe).
+    pub(crate) fn of_version(version: Option<Version>) -> Escaping {
+        match version {
+            Some(Version::V1_0) => Escaping::None,
+            Some(Version::V1_1) => Escaping::V11,
+            Some(Version::V1_2) | None => Escaping::V12,
+        }
+    }
+
+    /// The escaping of a frame with `command`, in a session whose version escapes as `self`.
+    pub(crate) fn for_command(self, command: Command) -> Escaping {
+        if command.escapes_headers() {
+            self
+        } else {
+            Escaping::None
+        }
+    }
+
+    /// The byte an escape `\<code>` stands for, if the rules define it.
+    #[inline]
+    pub(crate) fn decode(self, code: u8) -> Option<u8> {
+        match (code, self) {
+            (_, Escaping::None) => None,
+            (b'n', _) => Some(b'\n'),
+            (b'c', _) => Some(b':'),
+            (b'\\', _) => Some(b'\\'),
+            (b'r', Escaping::V12) => Some(b'\r'),
+            _ => None,
+        }
+    }
+
+    /// The escape written for byte `b`, if it needs one.
+    #[inline]
+    fn encode(self, b: u8) -> Option<&'static [u8]> {
+        match (b, self) {
+            (_, Escaping::None) => None,
+            (b'\n', _) => Some(b"\\n"),
+            (b':', _) => Some(b"\\c"),
+            (b'\\', _) => Some(b"\\\\"),
+            (b'\r', Escaping::V12) => Some(b"\\r"),
+            _ => None,
+        }
+    }
+}
+
+/// Checks every escape in `raw`; on an undefined one (or a trailing `\`), the index of its backslash.
+pub(crate) fn validate(raw: &[u8], escaping: Escaping) -> Result<(), usize> {
+    let mut i = 0;
+    while let Some(p) = raw
+        .get(i..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'\\'))
+    {
+        let at = i + p;
+        match crate::grammar::escape_sequence(&raw[at..], escaping) {
+            Some(_) => i = at + 2,
+            None => return Err(at),
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the escapes of an already validated `raw` into a new string (`None` if one is undefined).
+pub(crate) fn unescape(raw: &str, escaping: Escaping) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(p) = rest.find('\\') {
+        out.push_str(rest.get(..p)?);
+        let byte = crate::grammar::escape_sequence(rest.get(p..)?.as_bytes(), escaping)?;
+        out.push(char::from(byte));
+        rest = rest.get(p + 2..)?;
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Appends `s` to `dst` with the escapes `escaping` requires.
+#[inline]
+pub(crate) fn write_escaped(dst: &mut BytesMut, s: &[u8], escaping: Escaping) {
+    if escaping == Escaping::None {
+        dst.extend_from_slice(s);
+        return;
+    }
+    let mut run = 0;
+    for (i, &b) in s.iter().enumerate() {
+        // Fast reject: every escaped byte is one of `\n`, `\r`, `:`, `\`.
+        if b > b'\\' || (b > b'\r' && b != b':' && b != b'\\') {
+            continue;
+        }
+        if let Some(esc) = escaping.encode(b) {
+            dst.extend_from_slice(&s[run..i]);
+            dst.extend_from_slice(esc);
+            run = i + 1;
+        }
+    }
+    dst.extend_from_slice(&s[run..]);
+}
+
+/// How many bytes `s` takes once escaped.
+#[inline]
+pub(crate) fn escaped_len(s: &[u8], escaping: Escaping) -> usize {
+    if escaping == Escaping::None {
+        return s.len();
+    }
+    s.len() + s.iter().filter(|&&b| escaping.encode(b).is_some()).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_per_version() {
+        assert_eq!(Escaping::None.decode(b'n'), None);
+        assert_eq!(Escaping::V11.decode(b'n'), Some(b'\n'));
+        assert_eq!(Escaping::V11.decode(b'c'), Some(b':'));
+        assert_eq!(Escaping::V11.decode(b'\\'), Some(b'\\'));
+        assert_eq!(Escaping::V11.decode(b'r'), None);
+        assert_eq!(Escaping::V12.decode(b'r'), Some(b'\r'));
+        assert_eq!(Escaping::V12.decode(b't'), None);
+    }
+
+    #[test]
+    fn validate_and_unescape() {
+        assert_eq!(validate(br"a\nb\c\\", Escaping::V11), Ok(()));
+        assert_eq!(validate(br"a\rb", Escaping::V11), Err(1));
+        assert_eq!(validate(br"a\rb", Escaping::V12), Ok(()));
+        assert_eq!(validate(br"ab\", Escaping::V12), Err(2));
+        assert_eq!(validate(br"\t", Escaping::V12), Err(0));
+        assert_eq!(
+            unescape(r"a\nb\c\\\r", Escaping::V12).as_deref(),
+            Some("a\nb:\\\r")
+        );
+        assert_eq!(unescape(r"a\r", Escaping::V11), None);
+    }
+
+    #[test]
+    fn write_and_len() {
+        let mut dst = BytesMut::new();
+        let s = "a\nb:c\\d\re";
+        write_escaped(&mut dst, s.as_bytes(), Escaping::V12);
+        assert_eq!(&dst[..], br"a\nb\cc\\d\re");
+        assert_eq!(escaped_len(s.as_bytes(), Escaping::V12), dst.len());
+        let mut dst = BytesMut::new();
+        write_escaped(&mut dst, s.as_bytes(), Escaping::V11);
+        assert_eq!(&dst[..], b"a\\nb\\cc\\\\d\re");
+        assert_eq!(escaped_len(s.as_bytes(), Escaping::V11), dst.len());
+    }
+}
