@@ -1,0 +1,337 @@
+//! The frame decoder and message assembler: bytes from a `BytesMut` in, [`Message`]s out.
+
+use crate::deflate::Inflater;
+use crate::frame::{Opcode, parse_header};
+use crate::mask::apply_mask_offset;
+use crate::message::{CloseFrame, Message, Utf8Bytes};
+use crate::utf8::Utf8Validator;
+use crate::{CloseCode, Error, Limits, Role};
+use bytes::{Buf, Bytes, BytesMut};
+
+/// A frame whose header has been consumed and whose payload is (partly) in the buffer.
+#[derive(Debug, Clone, Copy)]
+struct PartialFrame {
+    fin: bool,
+    compressed: bool,
+    opcode: Opcode,
+    mask: Option<[u8; 4]>,
+    len: usize,
+    /// Payload bytes already unmasked (and UTF-8 checked if `check_utf8`).
+    done: usize,
+    check_utf8: bool,
+}
+
+/// A fragmented (or compressed) data message being assembled.
+#[derive(Debug)]
+struct PartialMessage {
+    text: bool,
+    compressed: bool,
+    data: Vec<u8>,
+    fragments: usize,
+}
+
+/// Decodes frames from a read buffer and assembles messages (RFC 6455 §5, RFC 7692 §6).
+///
+/// * [`Decoder::decode`] takes bytes from the front of the buffer as frames complete and returns
+///   `Ok(None)` when it needs more; it never rescans: each payload byte is unmasked (and, for
+///   text, UTF-8 checked) exactly once, as soon as it arrives — so invalid UTF-8 fails fast even
+///   inside a partially received frame.
+/// * An unfragmented, uncompressed message's payload is `split_to(len).freeze()` of the read
+///   buffer: no copy, no allocation.
+/// * Control frames may arrive between fragments and are returned at once.
+/// * After an error the decoder is failed: further calls return [`Error::Closed`].
+///
+/// ```
+/// use bytes::BytesMut;
+/// use switchboard_ws::{Decoder, Limits, Message, Role};
+/// // RFC 6455 §5.7: a masked "Hello" from a client
+/// let mut buf = BytesMut::from(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58][..]);
+/// let mut dec = Decoder::new(Role::Server, Limits::default());
+/// assert_eq!(dec.decode(&mut buf).unwrap(), Some(Message::text("Hello")));
+/// assert!(buf.is_empty());
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    role: Role,
+    limits: Limits,
+    frame: Option<PartialFrame>,
+    msg: Option<PartialMessage>,
+    utf8: Utf8Validator,
+    inflater: Option<Inflater>,
+    failed: bool,
+}
+
+impl Decoder {
+    /// A decoder for an endpoint of `role` (a server decodes masked client frames).
+    pub fn new(role: Role, limits: Limits) -> Self {
+        Decoder {
+            role,
+            limits,
+            frame: None,
+            msg: None,
+            utf8: Utf8Validator::new(),
+            inflater: None,
+            failed: false,
+        }
+    }
+
+    /// Enables permessage-deflate decompression (RSV1 on the first frame of a data message).
+    pub fn with_inflater(mut self, inflater: Inflater) -> Self {
+        self.inflater = Some(inflater);
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Payload bytes of the current frame still missing from the buffer (0 between frames).
+    /// A hint for how much to read; it is a claimed length, so cap it before allocating.
+    pub fn frame_bytes_missing(&self, buf: &BytesMut) -> usize {
+        self.frame.map_or(0, |f| f.len.saturating_sub(buf.len()))
+    }
+
+    /// Decodes the next message from the front of `buf`.
+    ///
+    /// `Ok(None)` means "need more bytes"; consumed bytes are removed from `buf`, and a partial
+    /// frame's header is consumed too (the decoder remembers it). `Err` fails the connection:
+    /// close with [`Error::close_code`].
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
+        if self.failed {
+            return Err(Error::Closed);
+        }
+        let r = self.decode_inner(buf);
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
+        loop {
+            let mut f = match self.frame {
+                Some(f) => f,
+                None => {
+                    let Some((h, hlen)) = parse_header(buf)? else {
+                        return Ok(None);
+                    };
+                    let f = self.start_frame(h)?;
+                    buf.advance(hlen);
+                    f
+                }
+            };
+            let avail = buf.len().min(f.len);
+            if avail > f.done {
+                let chunk = &mut buf[f.done..avail];
+                if let Some(k) = f.mask {
+                    apply_mask_offset(chunk, k, f.done);
+                }
+                if f.check_utf8 && self.utf8.feed(chunk).is_err() {
+                    return Err(Error::InvalidUtf8);
+                }
+                f.done = avail;
+            }
+            if f.done < f.len {
+                self.frame = Some(f);
+                return Ok(None);
+            }
+            self.frame = None;
+            let payload = buf.split_to(f.len).freeze();
+            if let Some(m) = self.finish_frame(f, payload)? {
+                return Ok(Some(m));
+            }
+        }
+    }
+
+    /// Header rules: RSV bits, masking by role, control-frame rules, fragmentation order, limits.
+    fn start_frame(&mut self, h: crate::frame::FrameHeader) -> Result<PartialFrame, Error> {
+        if h.rsv2 || h.rsv3 {
+            return Err(Error::ReservedBits);
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(Error::UnmaskedFrame),
+            (Role::Client, true) => return Err(Error::MaskedFrame),
+            _ => {}
+        }
+        let mut check_utf8 = false;
+        let mut compressed = false;
+        if h.opcode.is_control() {
+            if !h.fin {
+                return Err(Error::FragmentedControlFrame);
+            }
+            if h.payload_len > 125 {
+                return Err(Error::ControlFrameTooLong);
+            }
+            if h.rsv1 {
+                return Err(Error::ReservedBits);
+            }
+        } else {
+            if h.payload_len > self.limits.max_frame_size as u64 {
+                return Err(Error::FrameTooLarge {
+                    len: h.payload_len,
+                    max: self.limits.max_frame_size,
+                });
+            }
+            let len = h.payload_len as usize;
+            if h.opcode == Opcode::Continuation {
+                let Some(m) = &self.msg else {
+                    return Err(Error::UnexpectedContinuation);
+                };
+                if h.rsv1 {
+                    return Err(Error::ReservedBits);
+                }
+                if m.fragments >= self.limits.max_fragments {
+                    return Err(Error::TooManyFragments {
+                        max: self.limits.max_fragments,
+                    });
+                }
+                if !m.compressed && m.data.len().saturating_add(len) > self.limits.max_message_size
+                {
+                    return Err(Error::MessageTooLarge {
+                        max: self.limits.max_message_size,
+                    });
+                }
+                compressed = m.compressed;
+                check_utf8 = m.text && !m.compressed;
+            } else {
+                if self.msg.is_some() {
+                    return Err(Error::ExpectedContinuation);
+                }
+                if h.rsv1 && self.inflater.is_none() {
+                    return Err(Error::ReservedBits);
+                }
+                compressed = h.rsv1;
+                if !compressed && len > self.limits.max_message_size {
+                    return Err(Error::MessageTooLarge {
+                        max: self.limits.max_message_size,
+                    });
+                }
+                if h.opcode == Opcode::Text {
+                    self.utf8.reset();
+                    check_utf8 = !compressed;
+                }
+            }
+        }
+        Ok(PartialFrame {
+            fin: h.fin,
+            compressed,
+            opcode: h.opcode,
+            mask: h.mask,
+            len: h.payload_len as usize,
+            done: 0,
+            check_utf8,
+        })
+    }
+
+    fn finish_frame(&mut self, f: PartialFrame, payload: Bytes) -> Result<Option<Message>, Error> {
+        match f.opcode {
+            Opcode::Ping => Ok(Some(Message::Ping(payload))),
+            Opcode::Pong => Ok(Some(Message::Pong(payload))),
+            Opcode::Close => parse_close(payload).map(|c| Some(Message::Close(c))),
+            Opcode::Text | Opcode::Binary => {
+                let text = f.opcode == Opcode::Text;
+                if f.compressed {
+                    let mut data = Vec::new();
+                    self.inflate(text, &payload, f.fin, &mut data)?;
+                    if f.fin {
+                        return self.complete(text, Bytes::from(data)).map(Some);
+                    }
+                    self.msg = Some(PartialMessage {
+                        text,
+                        compressed: true,
+                        data,
+                        fragments: 1,
+                    });
+                    Ok(None)
+                } else if f.fin {
+                    self.complete(text, payload).map(Some)
+                } else {
+                    self.msg = Some(PartialMessage {
+                        text,
+                        compressed: false,
+                        data: payload.to_vec(),
+                        fragments: 1,
+                    });
+                    Ok(None)
+                }
+            }
+            Opcode::Continuation => {
+                let Some(mut m) = self.msg.take() else {
+                    return Err(Error::UnexpectedContinuation);
+                };
+                m.fragments += 1;
+                if m.compressed {
+                    self.inflate(m.text, &payload, f.fin, &mut m.data)?;
+                } else {
+                    m.data.extend_from_slice(&payload);
+                }
+                if f.fin {
+                    self.complete(m.text, Bytes::from(m.data)).map(Some)
+                } else {
+                    self.msg = Some(m);
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    fn inflate(
+        &mut self,
+        text: bool,
+        input: &[u8],
+        last: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let Self {
+            inflater,
+            utf8,
+            limits,
+            ..
+        } = self;
+        let Some(inflater) = inflater else {
+            return Err(Error::ReservedBits);
+        };
+        let mut check = |s: &[u8]| -> Result<(), Error> {
+            if text {
+                utf8.feed(s).map_err(|_| Error::InvalidUtf8)
+            } else {
+                Ok(())
+            }
+        };
+        inflater.inflate(input, last, out, limits.max_message_size, &mut check)
+    }
+
+    fn complete(&mut self, text: bool, data: Bytes) -> Result<Message, Error> {
+        if text {
+            if !self.utf8.is_complete() {
+                return Err(Error::InvalidUtf8);
+            }
+            Ok(Message::Text(Utf8Bytes::from_validated(data)))
+        } else {
+            Ok(Message::Binary(data))
+        }
+    }
+}
+
+/// Parses a Close payload: empty, or a valid code followed by a UTF-8 reason.
+fn parse_close(payload: Bytes) -> Result<Option<CloseFrame>, Error> {
+    match payload.len() {
+        0 => Ok(None),
+        1 => Err(Error::InvalidClosePayload),
+        _ => {
+            let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+            if !code.is_valid_received() {
+                return Err(Error::InvalidCloseCode(code.0));
+            }
+            let reason = payload.slice(2..);
+            if std::str::from_utf8(&reason).is_err() {
+                return Err(Error::InvalidUtf8);
+            }
+            Ok(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_validated(reason),
+            }))
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The frame encoder and the outbound byte queue.
+
+use crate::deflate::Deflater;
+use crate::frame::{MAX_HEADER_LEN, Opcode, encode_header};
+use crate::mask::apply_mask;
+use crate::{Error, Role};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+/// Payloads at least this long are queued as their own `Bytes` (zero-copy, written with a
+/// vectored write) instead of being copied next to their header.
+pub const ZERO_COPY_THRESHOLD: usize = 1024;
+
+/// Bytes waiting to be written: a list of `Bytes` chunks plus a tail buffer that small frames
+/// are appended to. Implements [`bytes::Buf`], including `chunks_vectored` for vectored writes.
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+    /// Total bytes ever advanced past (written).
+    written: u64,
+    /// End offsets (in the `written` numbering) of queued automatic Pongs.
+    pong_ends: VecDeque<u64>,
+}
+
+impl OutQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Automatic Pongs queued and not yet fully written.
+    pub fn pending_pongs(&self) -> usize {
+        self.pong_ends.len()
+    }
+
+    fn mark_pong(&mut self) {
+        self.pong_ends.push_back(self.written + self.len as u64);
+    }
+
+    /// Appends bytes by copying them into the tail buffer.
+    pub fn push_slice(&mut self, b: &[u8]) {
+        self.tail.extend_from_slice(b);
+        self.len += b.len();
+    }
+
+    /// Appends a `Bytes` without copying.
+    pub fn push_bytes(&mut self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.len += b.len();
+        self.chunks.push_back(b);
+    }
+
+    /// Appends `n` bytes written by `f` into the tail buffer (masking in place, for example).
+    fn push_with(&mut self, n: usize, f: impl FnOnce(&mut [u8])) {
+        let start = self.tail.len();
+        self.tail.reserve(n);
+        self.tail.put_bytes(0, n);
+        f(&mut self.tail[start..]);
+        self.len += n;
+    }
+
+    /// Fills `dst` with the queued chunks in order; returns how many slices were filled.
+    pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for c in self
+            .chunks
+            .iter()
+            .map(|b| &b[..])
+            .chain(std::iter::once(&self.tail[..]))
+        {
+            if n == dst.len() {
+                break;
+            }
+            if !c.is_empty() {
+                dst[n] = IoSlice::new(c);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Drops `n` written bytes from the front.
+    pub fn consume(&mut self, mut n: usize) {
+        n = n.min(self.len);
+        self.len -= n;
+        self.written += n as u64;
+        while n > 0 {
+            if let Some(front) = self.chunks.front_mut() {
+                if front.len() <= n {
+                    n -= front.len();
+                    self.chunks.pop_front();
+                } else {
+                    front.advance(n);
+                    n = 0;
+                }
+            } else {
+                self.tail.advance(n);
+                n = 0;
+            }
+        }
+        if self.tail.is_empty() {
+            self.tail.clear();
+        }
+        while self.pong_ends.front().is_some_and(|&e| e <= self.written) {
+            self.pong_ends.pop_front();
+        }
+    }
+}
+
+impl Buf for OutQueue {
+    fn remaining(&self) -> usize {
+        self.len
+    }
+
+    fn chunk(&self) -> &[u8] {
+        match self.chunks.front() {
+            Some(c) => c,
+            None => &self.tail,
+        }
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        self.consume(cnt);
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.io_slices(dst)
+    }
+}
+
+/// Encodes frames for an endpoint of a given role: clients mask every frame with a fresh random
+/// key, servers never mask. Data messages are compressed when permessage-deflate is on and the
+/// payload is long enough.
+#[derive(Debug)]
+pub struct Encoder {
+    role: Role,
+    deflater: Option<Deflater>,
+    scratch: Vec<u8>,
+}
+
+/// A payload to encode: borrowed (copied into the queue) or shared (`Bytes`, queued zero-copy
+/// when large, unmasked and uncompressed).
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// Copied.
+    Slice(&'a [u8]),
+    /// Referenced.
+    Shared(&'a Bytes),
+}
+
+impl Payload<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Slice(s) => s,
+            Payload::Shared(b) => b,
+        }
+    }
+}
+
+impl Encoder {
+    /// An encoder for `role`, without compression.
+    pub fn new(role: Role) -> Self {
+        Encoder {
+            role,
+            deflater: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Enables permessage-deflate for data messages.
+    pub fn with_deflater(mut self, d: Deflater) -> Self {
+        self.deflater = Some(d);
+        self
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Encodes one unfragmented frame (a whole message) into `out`.
+    ///
+    /// Control frames must carry at most 125 bytes ([`Error::InvalidInput`] otherwise).
+    pub fn encode(
+        &mut self,
+        opcode: Opcode,
+        payload: Payload<'_>,
+        out: &mut OutQueue,
+    ) -> Result<(), Error> {
+        self.encode_frame(true, opcode, payload, out)
+    }
+
+    /// Encodes one frame with an explicit FIN bit (for sending a message in fragments: the first
+    /// frame with `Text`/`Binary`, then `Continuation`s, the last with `fin`). Fragmented frames
+    /// are never compressed.
+    pub fn encode_frame(
+        &mut self,
+        fin: bool,
+        opcode: Opcode,
+        payload: Payload<'_>,
+        out: &mut OutQueue,
+    ) -> Result<(), Error> {
+        let data = payload.as_slice();
+        if opcode.is_control() && (data.len() > 125 || !fin) {
+            return Err(Error::InvalidInput(
+                "control frame payload over 125 bytes or fragmented",
+            ));
+        }
+        let compress = fin
+            && matches!(opcode, Opcode::Text | Opcode::Binary)
+            && self.deflater.as_ref().is_some_and(|d| d.wants(data.len()));
+        if compress {
+            let mut buf = std::mem::take(&mut self.scratch);
+            buf.clear();
+            let r = match &mut self.deflater {
+                Some(d) => d.compress(data, &mut buf),
+                None => Ok(()),
+            };
+            if let Err(e) = r {
+                self.scratch = buf;
+                return Err(e);
+            }
+            self.put(true, true, opcode, Payload::Slice(&buf), out);
+            if buf.capacity() <= 256 << 10 {
+                self.scratch = buf;
+            }
+        } else {
+            self.put(fin, false, opcode, payload, out);
+        }
+        Ok(())
+    }
+
+    fn put(
+        &mut self,
+        fin: bool,
+        rsv1: bool,
+        opcode: Opcode,
+        payload: Payload<'_>,
+        out: &mut OutQueue,
+    ) {
+        let data = payload.as_slice();
+        let mut hdr = [0u8; MAX_HEADER_LEN];
+        match self.role {
+            Role::Client => {
+                let key: [u8; 4] = rand::random();
+                let n = encode_header(&mut hdr, fin, rsv1, opcode, Some(key), data.len() as u64);
+                out.push_slice(&hdr[..n]);
+                out.push_with(data.len(), |dst| {
+                    dst.copy_from_slice(data);
+                    apply_mask(dst, key);
+                });
+            }
+            Role::Server => {
+                let n = encode_header(&mut hdr, fin, rsv1, opcode, None, data.len() as u64);
+                out.push_slice(&hdr[..n]);
+                match payload {
+                    Payload::Shared(b) if b.len() >= ZERO_COPY_THRESHOLD => {
+                        out.push_bytes(b.clone())
+                    }
+                    _ => out.push_slice(data),
+                }
+            }
+        }
+        if opcode == Opcode::Pong {
+            out.mark_pong();
+        }
+    }
+}
+
+/// Encodes one frame into `dst` (header then payload, masked with `mask` if given). A
+/// convenience for tests, benches and simple callers; [`Encoder`] is the streaming form.
+///
+/// ```
+/// use switchboard_ws::{encode_frame_into, frame::Opcode};
+/// let mut out = Vec::new();
+/// encode_frame_into(&mut out, true, Opcode::Text, b"Hello", Some([0x37, 0xfa, 0x21, 0x3d]));
+/// assert_eq!(out, [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+/// ```
+pub fn encode_frame_into(
+    dst: &mut Vec<u8>,
+    fin: bool,
+    opcode: Opcode,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    let mut hdr = [0u8; MAX_HEADER_LEN];
+    let n = encode_header(&mut hdr, fin, false, opcode, mask, payload.len() as u64);
+    dst.reserve(n + payload.len());
+    dst.extend_from_slice(&hdr[..n]);
+    let start = dst.len();
+    dst.extend_from_slice(payload);
+    if let Some(k) = mask {
+        apply_mask(&mut dst[start..], k);
+    }
+}
