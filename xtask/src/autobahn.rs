@@ -1,7 +1,339 @@
-//! `cargo xtask autobahn` (being written).
+//! `cargo xtask autobahn [--full] [--server-only|--client-only] [--bless] [--self-test]`:
+//! Autobahn|Testsuite against `switchboard-ws`, in both roles.
+//!
+//! - **server role**: wstest `fuzzingclient` drives the `echo_server` example, cases 1.* – 13.*
+//!   (compression included), always in full.
+//! - **client role**: wstest `fuzzingserver` is driven by the `autobahn_client` example. wstest
+//!   is single-threaded Python 2 and the 9.* (large and many-fragment messages) and 12.*/13.*
+//!   (permessage-deflate) groups take most of its time, so by default (what `cargo xtask ci`
+//!   runs) the client role runs [`CLIENT_SUBSET`]: every other group in full plus representative
+//!   cases of those three. `--full` runs every case in both roles.
+//!
+//! A run fails unless every case's `behavior` and `behaviorClose` are `OK` or `INFORMATIONAL`.
+//! Each role's results are also diffed against `xtask/autobahn/expected-{server,client}.json`,
+//! so a regression is named by case; `--bless` rewrites those files from the run.
+//! `--self-test` points the server role at wstest's own echo server (cases 1.* and 2.*) to check
+//! the installer and this runner without our examples.
+//!
+//! Everything (the wstest install, specs, logs, HTML reports) lives in `target/xtask/autobahn/`.
 
-use crate::Result;
+mod install;
+mod report;
 
-pub fn run(_args: &[String]) -> Result {
-    Err("`xtask autobahn` is not written yet".into())
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::process::Process;
+use crate::{Result, cargo, exec, project_root, xtask_dir};
+use report::Results;
+
+/// Every Autobahn case group (there are no groups 8 and 11).
+const ALL_CASES: &[&str] = &[
+    "1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*", "12.*", "13.*",
+];
+
+/// The client-role cases `cargo xtask ci` runs: every group but 9, 12 and 13 in full, and of
+/// those three one case per kind of load:
+/// 9.1.1/9.2.1 (64 KiB text/binary message), 9.3.1/9.4.1 (4 MiB message in 64-byte fragments),
+/// 9.5.1/9.6.1 (chunked 1 MiB writes), 9.7.1/9.8.1 (1000 round trips);
+/// 12.1.1–12.1.3 / 12.2.1–12.2.3 / 12.5.1–12.5.3 (deflate of text, binary and
+/// incompressible payloads, small to mid sizes);
+/// 13.1.1–13.1.3 (default parameters), 13.3.1–13.3.3 (`client_no_context_takeover` with
+/// small windows), 13.5.1, 13.7.1 (context takeover off with window bits).
+const CLIENT_SUBSET: &[&str] = &[
+    "1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*", "9.1.1", "9.2.1", "9.3.1", "9.4.1",
+    "9.5.1", "9.6.1", "9.7.1", "9.8.1", "12.1.1", "12.1.2", "12.1.3", "12.2.1", "12.2.2", "12.2.3",
+    "12.5.1", "12.5.2", "12.5.3", "13.1.1", "13.1.2", "13.1.3", "13.3.1", "13.3.2", "13.3.3",
+    "13.5.1", "13.7.1",
+];
+
+/// Upper bound for one role; a full role takes about 15 minutes on the 2-core CI machine.
+const ROLE_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    Server,
+    Client,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Client => "client",
+        }
+    }
+}
+
+pub fn run(args: &[String]) -> Result {
+    let mut full = false;
+    let mut bless = false;
+    let mut self_test = false;
+    let mut roles = vec![Role::Server, Role::Client];
+    for arg in args {
+        match arg.as_str() {
+            "--full" => full = true,
+            "--bless" => bless = true,
+            "--self-test" => self_test = true,
+            "--server-only" => roles = vec![Role::Server],
+            "--client-only" => roles = vec![Role::Client],
+            other => return Err(format!("unknown argument `{other}`").into()),
+        }
+    }
+
+    let started = Instant::now();
+    let wstest = install::ensure(&xtask_dir().join("autobahn"))?;
+    eprintln!("xtask autobahn: wstest ready ({:.0?})", started.elapsed());
+
+    if self_test {
+        let results = run_server_role(&wstest, Testee::WstestEcho, &["1.*", "2.*"])?;
+        return judge("self-test server", &results, None);
+    }
+
+    exec(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "switchboard-ws",
+        "--example",
+        "echo_server",
+        "--example",
+        "autobahn_client",
+    ]))?;
+
+    let mut failures = Vec::new();
+    for role in roles {
+        let role_started = Instant::now();
+        let results = match role {
+            Role::Server => run_server_role(&wstest, Testee::EchoServer, ALL_CASES),
+            Role::Client => run_client_role(&wstest, if full { ALL_CASES } else { CLIENT_SUBSET }),
+        };
+        let expected = project_root()
+            .join("xtask/autobahn")
+            .join(format!("expected-{}.json", role.name()));
+        let verdict = results.and_then(|r| {
+            judge(
+                &format!("{} role", role.name()),
+                &r,
+                Some((&expected, bless)),
+            )
+        });
+        eprintln!(
+            "xtask autobahn: {} role took {:.0?}",
+            role.name(),
+            role_started.elapsed()
+        );
+        if let Err(e) = verdict {
+            failures.push(format!("{} role: {e}", role.name()));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; ").into())
+    }
+}
+
+/// Prints counts, the failing cases and the diff against the expected file (rewritten from the
+/// results when blessing); fails unless every case passes strictly.
+fn judge(label: &str, results: &Results, expected: Option<(&Path, bool)>) -> Result {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for o in results.values() {
+        *counts.entry(format!("{o}")).or_default() += 1;
+    }
+    let failing: Vec<String> = results
+        .iter()
+        .filter(|(_, o)| !o.passes())
+        .map(|(c, o)| format!("{c} ({o})"))
+        .collect();
+    let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!(
+        "autobahn {label}: {} cases, {} pass, {} fail [{}]",
+        results.len(),
+        results.len() - failing.len(),
+        failing.len(),
+        summary.join(", ")
+    );
+    if !failing.is_empty() {
+        println!("  failing: {}", failing.join(", "));
+    }
+
+    if let Some((expected_path, bless)) = expected {
+        compare_expected(results, expected_path, bless)?;
+    }
+    if results.is_empty() {
+        return Err("no case ran".into());
+    }
+    if failing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} case(s) not OK: {}", failing.len(), failing.join(", ")).into())
+    }
+}
+
+/// Names every difference from the checked-in expectation; with `bless`, records the run in it.
+fn compare_expected(results: &Results, expected_path: &Path, bless: bool) -> Result {
+    let expected = report::read_expected(expected_path)?;
+    let d = report::diff(&expected, results);
+    for (case, want, got) in &d.regressions {
+        println!("  REGRESSION {case}: expected {want}, got {got}");
+    }
+    for (case, want, got) in &d.changed {
+        println!("  changed {case}: expected {want}, got {got}");
+    }
+    if !d.unexpected.is_empty() {
+        println!(
+            "  {} case(s) not in {} (rerun with --bless to record them)",
+            d.unexpected.len(),
+            expected_path.display()
+        );
+    }
+    if bless {
+        let mut merged = expected;
+        merged.extend(results.iter().map(|(c, o)| (c.clone(), o.clone())));
+        report::write_expected(expected_path, &merged)?;
+        println!("  wrote {}", expected_path.display());
+    }
+    Ok(())
+}
+
+/// What the server role's fuzzing client connects to.
+enum Testee {
+    /// Our `echo_server` example.
+    EchoServer,
+    /// wstest's own echo server (`--self-test`).
+    WstestEcho,
+}
+
+fn run_server_role(wstest: &install::Wstest, testee: Testee, cases: &[&str]) -> Result<Results> {
+    let dir = role_dir(Role::Server)?;
+    let port = free_port()?;
+    let url = format!("ws://127.0.0.1:{port}");
+    let (agent, mut server) = match testee {
+        Testee::EchoServer => (
+            "switchboard-ws",
+            Process::spawn(
+                "echo_server",
+                Command::new(example("echo_server")).arg(format!("127.0.0.1:{port}")),
+                &dir.join("echo_server.log"),
+            )?,
+        ),
+        Testee::WstestEcho => (
+            "wstest-echoserver",
+            Process::spawn(
+                "wstest echoserver",
+                wstest
+                    .command()
+                    .args(["-m", "echoserver", "-u", "0", "-w"])
+                    .arg(&url),
+                &dir.join("echo_server.log"),
+            )?,
+        ),
+    };
+    server.wait_for_port(port)?;
+
+    let spec = format!(
+        "{{\n  \"outdir\": {},\n  \"servers\": [{{\"agent\": \"{agent}\", \"url\": \"{url}\"}}],\n  \
+         \"cases\": {},\n  \"exclude-cases\": [],\n  \"exclude-agent-cases\": {{}}\n}}\n",
+        json_string(&dir.join("reports").display().to_string()),
+        json_list(cases)
+    );
+    std::fs::write(dir.join("spec.json"), spec)?;
+    let mut client = Process::spawn(
+        "wstest fuzzingclient",
+        wstest
+            .command()
+            .args(["-m", "fuzzingclient", "-s", "spec.json"])
+            .current_dir(&dir),
+        &dir.join("wstest.log"),
+    )?;
+    client.wait(ROLE_TIMEOUT)?;
+    server.ensure_running()?;
+    drop(server);
+    read_reports(&dir)
+}
+
+fn run_client_role(wstest: &install::Wstest, cases: &[&str]) -> Result<Results> {
+    let dir = role_dir(Role::Client)?;
+    let port = free_port()?;
+    let url = format!("ws://127.0.0.1:{port}");
+    let spec = format!(
+        "{{\n  \"url\": \"{url}\",\n  \"outdir\": {},\n  \"cases\": {},\n  \
+         \"exclude-cases\": [],\n  \"exclude-agent-cases\": {{}}\n}}\n",
+        json_string(&dir.join("reports").display().to_string()),
+        json_list(cases)
+    );
+    std::fs::write(dir.join("spec.json"), spec)?;
+    let mut server = Process::spawn(
+        "wstest fuzzingserver",
+        wstest
+            .command()
+            .args(["-m", "fuzzingserver", "-u", "0", "-s", "spec.json"])
+            .current_dir(&dir),
+        &dir.join("wstest.log"),
+    )?;
+    server.wait_for_port(port)?;
+    let mut client = Process::spawn(
+        "autobahn_client",
+        Command::new(example("autobahn_client")).arg(&url),
+        &dir.join("autobahn_client.log"),
+    )?;
+    client.wait(ROLE_TIMEOUT)?;
+    drop(server);
+    read_reports(&dir)
+}
+
+/// A fresh `target/xtask/autobahn/<role>/` (old reports removed so none is read by mistake).
+fn role_dir(role: Role) -> Result<PathBuf> {
+    let dir = xtask_dir().join("autobahn").join(role.name());
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(dir.join("reports"))?;
+    Ok(dir)
+}
+
+fn read_reports(dir: &Path) -> Result<Results> {
+    let index = dir.join("reports/index.json");
+    let (agent, results) = report::read_index(&index)?;
+    eprintln!(
+        "xtask autobahn: read {} results of agent `{agent}` (HTML report: {})",
+        results.len(),
+        dir.join("reports/index.html").display()
+    );
+    Ok(results)
+}
+
+fn example(name: &str) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
+        .join("release/examples")
+        .join(name)
+}
+
+/// A loopback port nobody listens on right now (bound, then released for the child to take).
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_list(items: &[&str]) -> String {
+    let items: Vec<String> = items.iter().map(|s| json_string(s)).collect();
+    format!("[{}]", items.join(", "))
 }

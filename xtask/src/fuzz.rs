@@ -36,7 +36,7 @@ pub fn run(args: &[String]) -> Result {
             name => targets.push(name.to_string()),
         }
     }
-    if all == !targets.is_empty() {
+    if all != targets.is_empty() {
         return Err("usage: cargo xtask fuzz <target>...|--all [--time SECS]".into());
     }
 

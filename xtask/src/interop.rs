@@ -1,7 +1,185 @@
-//! `cargo xtask interop` (being written).
+//! `cargo xtask interop`: our binaries against clients nobody here wrote.
+//!
+//! Installs (idempotently, pinned) a Python venv at `target/xtask/venv` and npm packages under
+//! `target/xtask/node`, builds the binaries the tests drive in release mode, then runs
+//! `pytest xtask/interop/python/` and `node --test` over `xtask/interop/node/*.test.js`.
+//! Tests find the binaries through environment variables and start their own server on a free
+//! loopback port (see `xtask/interop/README.md`):
+//!
+//! - `SWITCHBOARD_ECHO_SERVER`: the `switchboard-ws` `echo_server` example.
+//! - `SWITCHBOARD_BIN`: the `switchboard` server binary (set once `crates/server` has one).
+//!
+//! A suite that collects no test fails: a runner that ran nothing has proven nothing.
 
-use crate::Result;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
-pub fn run(_args: &[String]) -> Result {
-    Err("`xtask interop` is not written yet".into())
+use crate::process::Process;
+use crate::{Result, cargo, exec, project_root, xtask_dir};
+
+/// Python packages of the Python suite (pytest plus the peers under test).
+const PYTHON_REQUIREMENTS: &[&str] = &["pytest==8.4.2", "websockets==15.0.1", "stomp.py==8.2.0"];
+/// npm packages of the Node suite.
+const NPM_PACKAGES: &[&str] = &["ws@8.18.3", "@stomp/stompjs@7.1.1"];
+/// Bound for one suite, servers included.
+const SUITE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+pub fn run(args: &[String]) -> Result {
+    let mut suites = vec![Suite::Python, Suite::Node];
+    for arg in args {
+        match arg.as_str() {
+            "--python-only" => suites = vec![Suite::Python],
+            "--node-only" => suites = vec![Suite::Node],
+            other => return Err(format!("unknown argument `{other}`").into()),
+        }
+    }
+    let binaries = build_binaries()?;
+
+    let mut failures = Vec::new();
+    for suite in suites {
+        let started = std::time::Instant::now();
+        let result = match suite {
+            Suite::Python => run_python(&binaries),
+            Suite::Node => run_node(&binaries),
+        };
+        eprintln!(
+            "xtask interop: {} suite took {:.0?}",
+            suite.name(),
+            started.elapsed()
+        );
+        if let Err(e) = result {
+            failures.push(format!("{} suite: {e}", suite.name()));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; ").into())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Suite {
+    Python,
+    Node,
+}
+
+impl Suite {
+    fn name(self) -> &'static str {
+        match self {
+            Suite::Python => "python",
+            Suite::Node => "node",
+        }
+    }
+}
+
+/// Environment variables naming the binaries under test.
+type Binaries = Vec<(&'static str, PathBuf)>;
+
+fn build_binaries() -> Result<Binaries> {
+    let release = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
+        .join("release");
+    exec(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "switchboard-ws",
+        "--example",
+        "echo_server",
+    ]))?;
+    let mut binaries = vec![(
+        "SWITCHBOARD_ECHO_SERVER",
+        release.join("examples/echo_server"),
+    )];
+    if server_has_binary() {
+        exec(cargo().args(["build", "--release", "-p", "switchboard-server"]))?;
+        binaries.push(("SWITCHBOARD_BIN", release.join("switchboard")));
+    } else {
+        eprintln!(
+            "xtask interop: crates/server has no `switchboard` binary yet; SWITCHBOARD_BIN unset"
+        );
+    }
+    Ok(binaries)
+}
+
+/// Whether `crates/server` declares the `switchboard` binary and its source exists.
+fn server_has_binary() -> bool {
+    let dir = project_root().join("crates/server");
+    std::fs::read_to_string(dir.join("Cargo.toml"))
+        .map(|manifest| manifest.contains("name = \"switchboard\""))
+        .unwrap_or(false)
+        && dir.join("src/main.rs").is_file()
+}
+
+fn run_python(binaries: &Binaries) -> Result {
+    let venv = crate::python::Venv::ensure(&xtask_dir().join("venv"), PYTHON_REQUIREMENTS)?;
+    let tests = project_root().join("xtask/interop/python");
+    let mut cmd = venv.command("python");
+    cmd.args(["-m", "pytest", "-p", "no:cacheprovider", "-v"])
+        .arg(&tests)
+        .current_dir(&tests)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    for (var, path) in binaries {
+        cmd.env(var, path);
+    }
+    let status = Process::spawn_inherit("pytest", &mut cmd)?.wait_status(SUITE_TIMEOUT)?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(5) => Err(format!("pytest collected no test in {}", tests.display()).into()),
+        _ => Err(format!("pytest failed ({status})").into()),
+    }
+}
+
+fn run_node(binaries: &Binaries) -> Result {
+    let modules = crate::node::ensure_packages(&xtask_dir().join("node"), NPM_PACKAGES)?;
+    let dir = project_root().join("xtask/interop/node");
+    let files = test_files(&dir)?;
+    if files.is_empty() {
+        return Err(format!("no *.test.js file in {}", dir.display()).into());
+    }
+    let tap = xtask_dir().join("node-interop.tap");
+    let mut cmd = Command::new("node");
+    cmd.arg("--test")
+        .args(["--test-reporter=spec", "--test-reporter-destination=stdout"])
+        .args(["--test-reporter=tap", "--test-reporter-destination"])
+        .arg(&tap)
+        .args(&files)
+        .current_dir(&dir)
+        .env("NODE_PATH", &modules);
+    for (var, path) in binaries {
+        cmd.env(var, path);
+    }
+    let status = Process::spawn_inherit("node --test", &mut cmd)?.wait_status(SUITE_TIMEOUT)?;
+    let report = std::fs::read_to_string(&tap).unwrap_or_default();
+    let count = |key: &str| {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    };
+    match (status.success(), count("# tests "), count("# pass ")) {
+        (true, Some(tests), Some(pass)) if tests > 0 && pass > 0 => Ok(()),
+        (true, ..) => Err(format!("node --test ran no test ({})", tap.display()).into()),
+        (false, ..) => Err(format!("node --test failed ({status})").into()),
+    }
+}
+
+/// `*.test.js` / `*.test.mjs` / `*.test.cjs` directly in `dir`, sorted.
+fn test_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if [".test.js", ".test.mjs", ".test.cjs"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }

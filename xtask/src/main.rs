@@ -3,12 +3,16 @@
 //! Tasks shell out to cargo, Python and Node; anything they need (a Python venv, npm packages,
 //! Debian packages) they install themselves under `target/xtask/`, idempotently.
 
+mod apt;
 mod autobahn;
 mod bench;
 mod ci;
 mod fuzz;
 mod interop;
 mod load;
+mod node;
+mod process;
+mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
