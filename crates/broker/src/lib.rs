@@ -1,1 +1,77 @@
-//! switchboard-broker: transport-agnostic STOMP broker semantics (work in progress).
+//! switchboard-broker: STOMP broker semantics, transport-agnostic and sans-IO.
+//!
+//! A [`Broker`] holds configuration, a [`Backend`] (the in-memory [`MemoryBackend`] by default),
+//! an [`Authenticator`] and application handlers. The transport opens one [`Session`] per
+//! connection, feeds it parsed [`Frame`](switchboard_stomp::Frame)s with the current time, and
+//! writes the [`EncodedFrame`]s it polls out. Sessions never touch sockets or clocks.
+//!
+//! ```
+//! use std::time::Instant;
+//! use switchboard_broker::{Broker, BrokerConfig, FrameKind};
+//! use switchboard_stomp::{Command, Frame};
+//!
+//! let broker = Broker::new(BrokerConfig::default());
+//! let now = Instant::now();
+//! let mut alice = broker.open_session(now);
+//! alice.handle_frame(Frame::new(Command::Connect).header("accept-version", "1.2").header("host", "x"), now);
+//! alice.handle_frame(Frame::new(Command::Subscribe).header("id", "0").header("destination", "/topic/news"), now);
+//! assert_eq!(alice.poll_transmit(now).unwrap().kind(), FrameKind::Connected);
+//!
+//! let mut bob = broker.open_session(now);
+//! bob.handle_frame(Frame::new(Command::Connect).header("accept-version", "1.2").header("host", "x"), now);
+//! bob.handle_frame(Frame::new(Command::Send).header("destination", "/topic/news").body("hi"), now);
+//!
+//! let message = alice.poll_transmit(now).unwrap();
+//! assert_eq!(message.kind(), FrameKind::Message);
+//! assert!(message.to_bytes().ends_with(b"\n\nhi\0"));
+//! ```
+//!
+//! # Destinations
+//! - `/topic/...` (and anything without a known prefix): fan-out to every matching subscription.
+//!   Subscriptions to `/topic/...` may use wildcards: a `*` segment matches one segment, `**` any
+//!   number; segments are separated by `/` or `.` (see [`Pattern`]).
+//! - `/queue/...`: competing consumers, round-robin among subscriptions with credit; messages
+//!   wait (up to `max_pending_per_queue`) while nobody can take them.
+//! - `/user/...`: a subscription to `/user/queue/x` receives what is sent to
+//!   `/user/{name}/queue/x`, where `name` is the session's principal (its session id when
+//!   anonymous), across all of that user's sessions.
+//! - `/app...`: SENDs go to handlers registered with [`BrokerBuilder::handler`], else through
+//!   `app_mappings` (default `/app/X` → `/topic/X`).
+//!
+//! # Limits (defaults)
+//! See [`Limits`]: 10 000 connections, 1 024 subscriptions per session, 10 000 pending messages
+//! per queue, 4 096 frames / 8 MiB per outbound queue, 1 024 unacked per subscription, 64
+//! transactions per session of at most 10 000 frames each. Frame, header and body sizes are the
+//! STOMP parser's limits. A full outbound queue disconnects the client with an ERROR by default
+//! ([`SlowConsumerPolicy`]).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod app;
+mod auth;
+mod backend;
+mod broker;
+mod config;
+mod destination;
+mod error;
+mod memory;
+mod message;
+mod metrics;
+mod outbox;
+mod session;
+mod subscription;
+
+pub use app::{AppContext, AppError, AppHandler, AppMessage};
+pub use auth::{AllowAll, AuthError, Authenticator, ConnectInfo, Principal, StaticUsers};
+pub use backend::{Backend, BackendError, BackendStats, PublishOutcome};
+pub use broker::{Broker, BrokerBuilder, PublishError, SessionOptions};
+pub use config::{AppMapping, BrokerConfig, HeartBeat, Limits, Prefixes, SlowConsumerPolicy};
+pub use destination::{DestinationKind, Pattern, Route, RouteKind};
+pub use error::ErrorKind;
+pub use memory::MemoryBackend;
+pub use message::Message;
+pub use metrics::{KindCounts, MetricsSnapshot};
+pub use outbox::{EncodedFrame, FrameKind, Notified, OutboundSignal};
+pub use session::{CloseReason, Session};
+pub use subscription::{AckMode, Delivery, OfferError, Subscriber};

@@ -1,0 +1,103 @@
+//! The backend trait: where destinations, routing, queues, fan-out and redelivery live.
+//!
+//! Sessions speak STOMP; a backend moves messages. A session calls the backend to subscribe,
+//! unsubscribe, publish, and settle (ack/requeue) deliveries; the backend calls
+//! [`Subscriber::offer`] to hand a message to a session's outbound queue. The in-memory
+//! [`MemoryBackend`](crate::MemoryBackend) is one implementation; a clustered one (Redis) can be
+//! another without changing sessions.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::destination::Route;
+use crate::message::Message;
+use crate::subscription::{Delivery, Subscriber};
+
+/// What happened to a published message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// Subscriptions it was handed to now.
+    pub delivered: usize,
+    /// Subscriptions that matched but could not take it (slow consumer, no credit on a topic).
+    pub dropped: usize,
+    /// Whether it was kept in a queue for later.
+    pub queued: bool,
+}
+
+/// Why a backend refused an operation. `message()` goes into the sender's ERROR frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The queue holds `max_pending_per_queue` messages nobody can take.
+    QueueFull {
+        /// The queue.
+        destination: String,
+    },
+    /// The backend cannot serve requests (e.g. lost its connection to a cluster store).
+    Unavailable {
+        /// Details.
+        reason: String,
+    },
+}
+
+impl BackendError {
+    /// Short text for the ERROR `message` header.
+    pub fn message(&self) -> &'static str {
+        match self {
+            BackendError::QueueFull { .. } => "Queue full",
+            BackendError::Unavailable { .. } => "Broker unavailable",
+        }
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendError::QueueFull { destination } => {
+                write!(f, "queue {destination} is full")
+            }
+            BackendError::Unavailable { reason } => write!(f, "backend unavailable: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+/// Gauges a backend reports for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    /// Queues that exist.
+    pub queues: usize,
+    /// Messages waiting in queues.
+    pub pending: usize,
+    /// Subscriptions registered.
+    pub subscriptions: usize,
+}
+
+/// Destinations, routing, queues, fan-out and redelivery. Shared by every session (`Arc`);
+/// called from many threads at once.
+///
+/// **Contract.** `offer` may be called from any thread at any time, including from inside
+/// `publish`/`subscribe`/`settle`. A backend must not block on a session. Every queue delivery it
+/// offers comes back exactly once through `settle` (acked or to requeue) unless the offer failed.
+pub trait Backend: Send + Sync + 'static {
+    /// Registers a subscription. For a queue, pending messages may be offered at once.
+    fn subscribe(&self, subscriber: Arc<Subscriber>) -> Result<(), BackendError>;
+
+    /// Removes a subscription (its deliveries in flight come back through `settle`).
+    fn unsubscribe(&self, subscriber: &Arc<Subscriber>);
+
+    /// Routes `message` to the subscriptions matching `route`: all of them for fan-out, one
+    /// (round-robin among those with credit) for a queue, or keeps it queued.
+    fn publish(&self, route: &Route, message: Arc<Message>)
+    -> Result<PublishOutcome, BackendError>;
+
+    /// Deliveries the session is done with: `acked` are consumed; `requeue` go back to their
+    /// queue (in order, ahead of newer messages) for another consumer — each one's
+    /// `redelivered()` says whether a client saw it. Topic deliveries need no action. Afterwards
+    /// the backend offers pending messages to subscriptions that regained credit.
+    fn settle(&self, acked: Vec<Delivery>, requeue: Vec<Delivery>);
+
+    /// Current gauges.
+    fn stats(&self) -> BackendStats;
+}

@@ -1,0 +1,197 @@
+//! Destinations: kinds, routes, and Ant-style topic wildcards.
+//!
+//! Segments are separated by `/` **or** `.` (so Spring-style `/topic/a/b` and RabbitMQ-style
+//! `/topic/a.b` both work). In a subscription to a topic, a segment that is exactly `*` matches one
+//! segment and a segment that is exactly `**` matches any number of segments (zero included);
+//! `a*` is a literal. Wildcards only mean something in subscriptions to topics; a SEND names one
+//! topic literally. Separators are not interchangeable when matching literally: `/topic/a.b` and
+//! `/topic/a/b` are different topics, but both match `/topic/a/*`.
+
+use bytestring::ByteString;
+
+/// What a destination is, for routing and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DestinationKind {
+    /// Fan-out to every matching subscription (`/topic/...` and anything unprefixed).
+    Topic,
+    /// Competing consumers, messages kept while nobody takes them (`/queue/...`).
+    Queue,
+    /// A user destination (`/user/...`), fan-out to that user's sessions.
+    User,
+    /// An application destination (`/app...`), handled by code, never subscribed to.
+    App,
+}
+
+impl DestinationKind {
+    /// Every kind, in a fixed order (used to index counters).
+    pub const ALL: [DestinationKind; 4] = [
+        DestinationKind::Topic,
+        DestinationKind::Queue,
+        DestinationKind::User,
+        DestinationKind::App,
+    ];
+
+    /// Lower-case name, for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationKind::Topic => "topic",
+            DestinationKind::Queue => "queue",
+            DestinationKind::User => "user",
+            DestinationKind::App => "app",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a backend routes a message or a subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    /// Fan-out (topics and user destinations).
+    FanOut,
+    /// Competing consumers (queues).
+    Queue,
+}
+
+/// A routing key: what a backend matches subscriptions and messages on.
+///
+/// For user destinations the key is `/user/{name}/{rest}` while the MESSAGE shows `/user/{rest}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// Fan-out or queue.
+    pub kind: RouteKind,
+    /// The destination kind (for metrics).
+    pub destination_kind: DestinationKind,
+    /// The key, e.g. `/topic/prices` or `/user/alice/queue/replies`.
+    pub key: ByteString,
+}
+
+/// One segment of a compiled subscription pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    One,
+    Any,
+}
+
+/// A compiled topic wildcard pattern (see the module docs for the syntax).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern {
+    segments: Vec<Segment>,
+}
+
+pub(crate) fn is_separator(c: char) -> bool {
+    c == '/' || c == '.'
+}
+
+impl Pattern {
+    /// Compiles `pattern`; `None` if it has no wildcard segment (then it is a literal destination).
+    pub fn parse(pattern: &str) -> Option<Pattern> {
+        let mut wild = false;
+        let segments = pattern
+            .split(is_separator)
+            .map(|s| match s {
+                "*" => {
+                    wild = true;
+                    Segment::One
+                }
+                "**" => {
+                    wild = true;
+                    Segment::Any
+                }
+                lit => Segment::Literal(lit.to_owned()),
+            })
+            .collect();
+        wild.then_some(Pattern { segments })
+    }
+
+    /// Whether `destination` matches.
+    pub fn matches(&self, destination: &str) -> bool {
+        let parts: Vec<&str> = destination.split(is_separator).collect();
+        self.matches_segments(&parts)
+    }
+
+    /// Whether the pre-split `destination` segments match (split with `/` and `.`).
+    pub fn matches_segments(&self, parts: &[&str]) -> bool {
+        // Classic glob matching over segments: `**` is the star, `*` the single wildcard.
+        let pat = &self.segments;
+        let (mut p, mut d) = (0usize, 0usize);
+        let mut backtrack: Option<(usize, usize)> = None;
+        while d < parts.len() {
+            match pat.get(p) {
+                Some(Segment::Any) => {
+                    backtrack = Some((p, d));
+                    p += 1;
+                    continue;
+                }
+                Some(Segment::One) => {
+                    p += 1;
+                    d += 1;
+                    continue;
+                }
+                Some(Segment::Literal(l)) if l == parts[d] => {
+                    p += 1;
+                    d += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            match backtrack {
+                Some((bp, bd)) => {
+                    p = bp + 1;
+                    d = bd + 1;
+                    backtrack = Some((bp, bd + 1));
+                }
+                None => return false,
+            }
+        }
+        pat[p..].iter().all(|s| *s == Segment::Any)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, d: &str) -> bool {
+        Pattern::parse(p).expect("wildcard").matches(d)
+    }
+
+    #[test]
+    fn literal_is_not_a_pattern() {
+        assert!(Pattern::parse("/topic/a/b").is_none());
+        assert!(Pattern::parse("/topic/a*").is_none());
+    }
+
+    #[test]
+    fn single_segment() {
+        assert!(m("/topic/*", "/topic/a"));
+        assert!(!m("/topic/*", "/topic/a/b"));
+        assert!(!m("/topic/*", "/topic"));
+        assert!(m("/topic/*/x", "/topic/a/x"));
+        assert!(m("/topic/*.x", "/topic/a.x"));
+        assert!(m("/topic/*", "/topic/"));
+        assert!(!m("/topic/*/x", "/topic/a/y"));
+    }
+
+    #[test]
+    fn any_segments() {
+        assert!(m("/topic/**", "/topic/a"));
+        assert!(m("/topic/**", "/topic/a/b/c"));
+        assert!(m("/topic/**", "/topic"));
+        assert!(m("/topic/a/**/z", "/topic/a/z"));
+        assert!(m("/topic/a/**/z", "/topic/a/b/c/z"));
+        assert!(!m("/topic/a/**/z", "/topic/a/b/c/y"));
+        assert!(m("/topic/**/b/*", "/topic/x/b/y/b/z"));
+        assert!(!m("/topic/**", "/queue/a"));
+    }
+
+    #[test]
+    fn dots_and_slashes_both_separate() {
+        assert!(m("/topic/stocks.*", "/topic/stocks.nyse"));
+        assert!(m("/topic/stocks/*", "/topic/stocks.nyse"));
+        assert!(m("/topic/stocks.**", "/topic/stocks/a.b"));
+    }
+}

@@ -1,0 +1,268 @@
+//! The in-memory backend: read-mostly routing tables, per-queue state, no lock per delivery.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytestring::ByteString;
+
+use crate::backend::{Backend, BackendError, BackendStats, PublishOutcome};
+use crate::destination::{DestinationKind, Route, RouteKind, is_separator};
+use crate::message::Message;
+use crate::subscription::{Delivery, OfferError, Subscriber};
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+fn lock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Default)]
+struct FanOutTable {
+    exact: HashMap<ByteString, Vec<Arc<Subscriber>>>,
+    wildcard: Vec<Arc<Subscriber>>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// Messages nobody has taken yet, with their `redelivered` flag.
+    pending: VecDeque<(Arc<Message>, bool)>,
+    consumers: Vec<Arc<Subscriber>>,
+    next: usize,
+}
+
+impl QueueState {
+    /// Offers pending messages round-robin to consumers with credit, until one side runs out.
+    fn dispatch(&mut self) -> usize {
+        let mut delivered = 0;
+        while let Some((message, redelivered)) = self.pending.front() {
+            let n = self.consumers.len();
+            let mut taken = false;
+            for i in 0..n {
+                let idx = (self.next + i) % n;
+                if self.consumers[idx].offer(message, *redelivered, 0).is_ok() {
+                    self.next = (idx + 1) % n;
+                    taken = true;
+                    break;
+                }
+            }
+            if !taken {
+                break;
+            }
+            self.pending.pop_front();
+            delivered += 1;
+        }
+        delivered
+    }
+}
+
+/// The embedded, single-process backend.
+///
+/// - Fan-out (topics, user destinations): an `RwLock`ed table read once per publish; every
+///   matching subscription gets an `Arc` of the message (no copy, no lock per delivery).
+/// - Queues: one `Mutex` per queue, taken once per publish/settle; round-robin among consumers
+///   with credit; messages wait (up to `max_pending_per_queue`) while nobody can take them.
+pub struct MemoryBackend {
+    max_pending: usize,
+    fanout: RwLock<FanOutTable>,
+    queues: RwLock<HashMap<ByteString, Mutex<QueueState>>>,
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("max_pending", &self.max_pending)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl MemoryBackend {
+    /// A backend keeping at most `max_pending_per_queue` undelivered messages per queue.
+    pub fn new(max_pending_per_queue: usize) -> MemoryBackend {
+        MemoryBackend {
+            max_pending: max_pending_per_queue,
+            fanout: RwLock::default(),
+            queues: RwLock::default(),
+        }
+    }
+
+    /// Messages waiting in queue `name` (0 if it does not exist).
+    pub fn queue_depth(&self, name: &str) -> usize {
+        read(&self.queues)
+            .get(name)
+            .map(|q| lock(q).pending.len())
+            .unwrap_or(0)
+    }
+
+    fn with_queue<R>(&self, key: &ByteString, f: impl FnOnce(&mut QueueState) -> R) -> R {
+        {
+            let queues = read(&self.queues);
+            if let Some(q) = queues.get(key) {
+                return f(&mut lock(q));
+            }
+        }
+        let mut queues = write(&self.queues);
+        let q = queues.entry(key.clone()).or_default();
+        f(&mut lock(q))
+    }
+
+    fn dispatch_queue(&self, key: &ByteString) {
+        let queues = read(&self.queues);
+        if let Some(q) = queues.get(key) {
+            lock(q).dispatch();
+        }
+    }
+}
+
+fn count(outcome: &mut PublishOutcome, r: Result<(), OfferError>) {
+    match r {
+        Ok(()) => outcome.delivered += 1,
+        Err(OfferError::Closed) => {}
+        Err(_) => outcome.dropped += 1,
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn subscribe(&self, subscriber: Arc<Subscriber>) -> Result<(), BackendError> {
+        let key = subscriber.route().key.clone();
+        match subscriber.route().kind {
+            RouteKind::FanOut => {
+                let mut t = write(&self.fanout);
+                if subscriber.pattern().is_some() {
+                    t.wildcard.push(subscriber);
+                } else {
+                    t.exact.entry(key).or_default().push(subscriber);
+                }
+            }
+            RouteKind::Queue => self.with_queue(&key, |q| {
+                q.consumers.push(subscriber);
+                q.dispatch();
+            }),
+        }
+        Ok(())
+    }
+
+    fn unsubscribe(&self, subscriber: &Arc<Subscriber>) {
+        let key = &subscriber.route().key;
+        match subscriber.route().kind {
+            RouteKind::FanOut => {
+                let mut t = write(&self.fanout);
+                if subscriber.pattern().is_some() {
+                    t.wildcard.retain(|s| !Arc::ptr_eq(s, subscriber));
+                } else if let Some(list) = t.exact.get_mut(key) {
+                    list.retain(|s| !Arc::ptr_eq(s, subscriber));
+                    if list.is_empty() {
+                        t.exact.remove(key);
+                    }
+                }
+            }
+            RouteKind::Queue => {
+                let mut queues = write(&self.queues);
+                let now_empty = match queues.get(key) {
+                    Some(q) => {
+                        let mut q = lock(q);
+                        q.consumers.retain(|s| !Arc::ptr_eq(s, subscriber));
+                        q.next = 0;
+                        q.consumers.is_empty() && q.pending.is_empty()
+                    }
+                    None => false,
+                };
+                if now_empty {
+                    queues.remove(key);
+                }
+            }
+        }
+    }
+
+    fn publish(
+        &self,
+        route: &Route,
+        message: Arc<Message>,
+    ) -> Result<PublishOutcome, BackendError> {
+        let mut outcome = PublishOutcome::default();
+        match route.kind {
+            RouteKind::FanOut => {
+                let t = read(&self.fanout);
+                if let Some(subs) = t.exact.get(&route.key) {
+                    for s in subs {
+                        count(&mut outcome, s.offer(&message, false, 0));
+                    }
+                }
+                if !t.wildcard.is_empty() && route.destination_kind == DestinationKind::Topic {
+                    let parts: Vec<&str> = route.key.split(is_separator).collect();
+                    for s in &t.wildcard {
+                        if s.pattern().is_some_and(|p| p.matches_segments(&parts)) {
+                            count(&mut outcome, s.offer(&message, false, 0));
+                        }
+                    }
+                }
+            }
+            RouteKind::Queue => {
+                let max = self.max_pending;
+                let full = self.with_queue(&route.key, |q| {
+                    q.pending.push_back((message, false));
+                    outcome.delivered = q.dispatch();
+                    if q.pending.len() > max {
+                        q.pending.pop_back();
+                        true
+                    } else {
+                        outcome.queued = outcome.delivered == 0;
+                        false
+                    }
+                });
+                if full {
+                    return Err(BackendError::QueueFull {
+                        destination: route.key.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn settle(&self, acked: Vec<Delivery>, requeue: Vec<Delivery>) {
+        let mut touched: Vec<ByteString> = Vec::new();
+        let note = |d: &Delivery, touched: &mut Vec<ByteString>| {
+            let r = d.subscriber().route();
+            if r.kind == RouteKind::Queue && !touched.contains(&r.key) {
+                touched.push(r.key.clone());
+            }
+        };
+        for d in &acked {
+            note(d, &mut touched);
+        }
+        // Put requeued messages back at the front, keeping their order.
+        for d in requeue.iter().rev() {
+            note(d, &mut touched);
+            if d.subscriber().route().kind == RouteKind::Queue {
+                let key = d.subscriber().route().key.clone();
+                let item = (d.message().clone(), d.redelivered());
+                self.with_queue(&key, |q| q.pending.push_front(item));
+            }
+        }
+        for key in &touched {
+            self.dispatch_queue(key);
+        }
+    }
+
+    fn stats(&self) -> BackendStats {
+        let t = read(&self.fanout);
+        let mut s = BackendStats {
+            subscriptions: t.wildcard.len() + t.exact.values().map(Vec::len).sum::<usize>(),
+            ..BackendStats::default()
+        };
+        drop(t);
+        let queues = read(&self.queues);
+        s.queues = queues.len();
+        for q in queues.values() {
+            let q = lock(q);
+            s.pending += q.pending.len();
+            s.subscriptions += q.consumers.len();
+        }
+        s
+    }
+}

@@ -1,0 +1,324 @@
+//! The per-session outbound queue: bounded (frames and bytes), fed lock-free by any thread,
+//! drained by the session's owner; plus the wake-up signal and the encoded frames it yields.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::config::SlowConsumerPolicy;
+use crate::subscription::{Delivery, OfferError};
+
+/// What an [`EncodedFrame`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FrameKind {
+    /// `CONNECTED`.
+    Connected,
+    /// `MESSAGE`.
+    Message,
+    /// `RECEIPT`.
+    Receipt,
+    /// `ERROR` (the session closes after it).
+    Error,
+    /// A heart-beat: a single EOL.
+    HeartBeat,
+}
+
+/// One complete outbound STOMP frame (or heart-beat), already encoded for the session's version,
+/// as up to four shared pieces to write in order (e.g. a MESSAGE's shared head, its per-subscriber
+/// headers, the body — the very `Bytes` the publisher sent — and the NUL).
+///
+/// Write it with vectored IO (`chunks`) or copy it into a write buffer (`write_to`).
+#[derive(Clone, Debug)]
+pub struct EncodedFrame {
+    parts: [Bytes; 4],
+    len: usize,
+    kind: FrameKind,
+}
+
+impl EncodedFrame {
+    pub(crate) fn new(kind: FrameKind, parts: [Bytes; 4]) -> EncodedFrame {
+        let len = parts.iter().map(Bytes::len).sum();
+        EncodedFrame { parts, len, kind }
+    }
+
+    pub(crate) fn single(kind: FrameKind, bytes: Bytes) -> EncodedFrame {
+        EncodedFrame::new(kind, [bytes, Bytes::new(), Bytes::new(), Bytes::new()])
+    }
+
+    pub(crate) fn heart_beat() -> EncodedFrame {
+        EncodedFrame::single(FrameKind::HeartBeat, Bytes::from_static(b"\n"))
+    }
+
+    /// What frame this is.
+    pub fn kind(&self) -> FrameKind {
+        self.kind
+    }
+
+    /// Total encoded length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it is empty (never, for frames the session produces).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The non-empty pieces, in write order.
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {
+        self.parts.iter().filter(|b| !b.is_empty())
+    }
+
+    /// Appends the whole frame to `dst`.
+    pub fn write_to(&self, dst: &mut BytesMut) {
+        dst.reserve(self.len);
+        for c in self.chunks() {
+            dst.extend_from_slice(c);
+        }
+    }
+
+    /// The frame as one contiguous `Bytes` (no copy when it is a single piece).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut non_empty = self.chunks();
+        match (non_empty.next(), non_empty.next()) {
+            (None, _) => Bytes::new(),
+            (Some(only), None) => only.clone(),
+            _ => {
+                let mut b = BytesMut::with_capacity(self.len);
+                self.write_to(&mut b);
+                b.freeze()
+            }
+        }
+    }
+}
+
+/// Wake-up state shared by a session's producers and the task that drains it.
+#[derive(Debug, Default)]
+struct Signal {
+    pending: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Signal {
+    /// Marks "something changed"; takes the waker lock only on the idle → pending transition, so a
+    /// burst of deliveries costs one wake-up.
+    fn notify(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            let waker = self.waker.lock().map(|mut w| w.take()).unwrap_or(None);
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.pending.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        if let Ok(mut slot) = self.waker.lock() {
+            match &*slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+        }
+        if self.pending.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// A cloneable handle the transport awaits to learn that a session has something to send or
+/// must close (new deliveries, slow-consumer kill, broker shutdown, a control frame queued).
+///
+/// Wake-ups may be spurious: after one, call `Session::poll_transmit` until `None` and check
+/// `Session::is_closed`. Notifications are sticky: one that arrives while nobody waits completes
+/// the next `notified()` at once.
+#[derive(Clone, Debug)]
+pub struct OutboundSignal {
+    signal: Arc<Signal>,
+}
+
+impl OutboundSignal {
+    pub(crate) fn new() -> OutboundSignal {
+        OutboundSignal {
+            signal: Arc::new(Signal::default()),
+        }
+    }
+
+    /// Wakes whoever awaits `notified()`.
+    pub(crate) fn notify(&self) {
+        self.signal.notify();
+    }
+
+    /// A future that completes on the next notification (or at once if one is pending).
+    pub fn notified(&self) -> Notified {
+        Notified {
+            signal: self.signal.clone(),
+        }
+    }
+
+    /// Non-async check-and-clear: whether a notification was pending.
+    pub fn take_pending(&self) -> bool {
+        self.signal.pending.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// Future returned by [`OutboundSignal::notified`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Notified {
+    signal: Arc<Signal>,
+}
+
+impl Future for Notified {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.signal.poll(cx)
+    }
+}
+
+/// The producer side of a session's outbound queue, shared by its subscriptions.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    pub(crate) session_id: ByteString,
+    tx: mpsc::Sender<Delivery>,
+    frames: AtomicUsize,
+    bytes: AtomicUsize,
+    max_frames: usize,
+    max_bytes: usize,
+    policy: SlowConsumerPolicy,
+    overflowed: AtomicBool,
+    closed: AtomicBool,
+    pub(crate) signal: OutboundSignal,
+}
+
+impl Outbox {
+    pub(crate) fn new(
+        session_id: ByteString,
+        max_frames: usize,
+        max_bytes: usize,
+        policy: SlowConsumerPolicy,
+    ) -> (Arc<Outbox>, mpsc::Receiver<Delivery>) {
+        let (tx, rx) = mpsc::channel();
+        let outbox = Outbox {
+            session_id,
+            tx,
+            frames: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            max_frames: max_frames.max(1),
+            max_bytes: max_bytes.max(1),
+            policy,
+            overflowed: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            signal: OutboundSignal::new(),
+        };
+        (Arc::new(outbox), rx)
+    }
+
+    /// Queues `delivery` if it fits; never blocks, never takes a lock (besides the wake-up on the
+    /// idle → busy transition).
+    pub(crate) fn push(&self, delivery: Delivery) -> Result<(), (OfferError, Delivery)> {
+        if self.closed.load(Ordering::Acquire) || self.overflowed.load(Ordering::Acquire) {
+            return Err((OfferError::Closed, delivery));
+        }
+        let size = delivery.message().size_hint();
+        let frames = self.frames.fetch_add(1, Ordering::AcqRel);
+        let bytes = self.bytes.fetch_add(size, Ordering::AcqRel);
+        // One message larger than the byte limit still goes through an empty queue.
+        let too_big = bytes > 0 && bytes + size > self.max_bytes;
+        if frames >= self.max_frames || too_big {
+            self.frames.fetch_sub(1, Ordering::AcqRel);
+            self.bytes.fetch_sub(size, Ordering::AcqRel);
+            if self.policy == SlowConsumerPolicy::Disconnect {
+                self.overflowed.store(true, Ordering::Release);
+                self.signal.notify();
+            }
+            return Err((OfferError::Full, delivery));
+        }
+        match self.tx.send(delivery) {
+            Ok(()) => {
+                self.signal.notify();
+                Ok(())
+            }
+            Err(mpsc::SendError(delivery)) => {
+                self.frames.fetch_sub(1, Ordering::AcqRel);
+                self.bytes.fetch_sub(size, Ordering::AcqRel);
+                Err((OfferError::Closed, delivery))
+            }
+        }
+    }
+
+    /// Accounts for a delivery taken off the queue.
+    pub(crate) fn taken(&self, delivery: &Delivery) {
+        self.frames.fetch_sub(1, Ordering::AcqRel);
+        self.bytes
+            .fetch_sub(delivery.message().size_hint(), Ordering::AcqRel);
+    }
+
+    pub(crate) fn queued_frames(&self) -> usize {
+        self.frames.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn max_frames(&self) -> usize {
+        self.max_frames
+    }
+
+    pub(crate) fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn signal_is_sticky_and_coalesces() {
+        let s = OutboundSignal::new();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = s.notified();
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        s.notify();
+        s.notify();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_ready());
+        assert!(Pin::new(&mut s.notified()).poll(&mut cx).is_pending());
+        s.notify();
+        assert!(Pin::new(&mut s.notified()).poll(&mut cx).is_ready());
+    }
+}

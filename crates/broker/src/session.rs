@@ -1,0 +1,1131 @@
+//! A STOMP session: one connection's protocol state, driven by frames in and polled for frames
+//! out. Sans-IO: no sockets, no clocks — every input carries `now`.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+use switchboard_stomp::{Command, Frame, Version};
+
+use crate::auth::{ConnectInfo, Principal};
+use crate::broker::{BrokerInner, SendTarget, SessionOptions, backend_error};
+use crate::destination::RouteKind;
+use crate::error::{ErrorKind, StompError};
+use crate::message::{itoa, put_header, put_raw_header};
+use crate::outbox::{EncodedFrame, FrameKind, OutboundSignal, Outbox};
+use crate::subscription::{AckMode, Delivery, Subscriber};
+
+/// Why a session closed (or is closing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client sent DISCONNECT.
+    Disconnect,
+    /// The session sent ERROR (protocol error, slow consumer, heart-beat timeout, shutdown, ...).
+    Error(ErrorKind),
+    /// The transport went away (`Session::transport_closed` or drop).
+    TransportClosed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    AwaitingConnect,
+    Connected,
+    /// Final frames (ERROR/RECEIPT) queued; closed once they are polled.
+    Closing,
+    Closed,
+}
+
+struct Unacked {
+    seq: u64,
+    delivery: Delivery,
+}
+
+struct SubState {
+    sub: Arc<Subscriber>,
+    unacked: VecDeque<Unacked>,
+}
+
+enum TxOp {
+    Send(Frame),
+    Ack { frame: Frame, nack: bool },
+}
+
+/// One client connection's STOMP state. Created by [`Broker::open_session`](crate::Broker::open_session).
+///
+/// Drive it:
+/// - [`handle_frame`](Self::handle_frame) for every parsed frame, [`note_activity`](Self::note_activity)
+///   for every chunk of bytes read (heart-beat EOLs included);
+/// - [`poll_transmit`](Self::poll_transmit) until `None` whenever [`signal`](Self::signal) fires
+///   or after feeding it, and write what it yields (batching several frames into one write);
+/// - [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout);
+/// - close the transport once [`is_closed`](Self::is_closed) (after flushing).
+///
+/// Dropping a session cleans up: subscriptions removed, open transactions aborted, unacknowledged
+/// queue messages redelivered to other consumers.
+pub struct Session {
+    broker: Arc<BrokerInner>,
+    outbox: Arc<Outbox>,
+    rx: Option<mpsc::Receiver<Delivery>>,
+    number: u64,
+    id: ByteString,
+    state: State,
+    counted: bool,
+    version: Option<Version>,
+    allowed_versions: Vec<Version>,
+    principal: Option<Principal>,
+    user: ByteString,
+    subs: HashMap<u64, SubState>,
+    ids: HashMap<ByteString, u64>,
+    next_key: u64,
+    next_seq: u64,
+    transactions: HashMap<ByteString, Vec<TxOp>>,
+    control: VecDeque<EncodedFrame>,
+    heart_in: Option<Duration>,
+    heart_out: Option<Duration>,
+    last_received: Instant,
+    last_sent: Instant,
+    connect_deadline: Instant,
+    heart_beat_queued: bool,
+    shutdown_seen: bool,
+    close_reason: Option<CloseReason>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .field("version", &self.version)
+            .field("principal", &self.principal)
+            .field("subscriptions", &self.subs.len())
+            .field("close_reason", &self.close_reason)
+            .finish_non_exhaustive()
+    }
+}
+
+fn header_of<'a>(frame: &'a Frame, name: &str) -> Option<&'a str> {
+    frame.headers.get(name)
+}
+
+fn shared(frame: &Frame, name: &str) -> Option<ByteString> {
+    frame.headers.get_shared(name).cloned()
+}
+
+/// Parses `heart-beat: cx,cy`.
+fn parse_heart_beat(value: &str) -> Option<(u32, u32)> {
+    let (a, b) = value.split_once(',')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// The negotiated interval for one direction: 0 if either side says 0, else the larger.
+fn negotiate(ours: u32, theirs: u32) -> Option<Duration> {
+    if ours == 0 || theirs == 0 {
+        None
+    } else {
+        Some(Duration::from_millis(u64::from(ours.max(theirs))))
+    }
+}
+
+impl Session {
+    pub(crate) fn open(broker: Arc<BrokerInner>, options: SessionOptions, now: Instant) -> Session {
+        let number = broker.next_session_number();
+        let id = ByteString::from(format!("session-{number}"));
+        let limits = &broker.config.limits;
+        let (outbox, rx) = Outbox::new(
+            id.clone(),
+            limits.outbound_max_frames,
+            limits.outbound_max_bytes,
+            broker.config.slow_consumer,
+        );
+        let allowed_versions = match options.versions {
+            Some(v) => v
+                .into_iter()
+                .filter(|v| broker.config.versions.contains(v))
+                .collect(),
+            None => broker.config.versions.clone(),
+        };
+        let connect_deadline = now + broker.config.connect_timeout;
+        let mut session = Session {
+            outbox,
+            rx: Some(rx),
+            number,
+            user: id.clone(),
+            id,
+            state: State::AwaitingConnect,
+            counted: false,
+            version: None,
+            allowed_versions,
+            principal: None,
+            subs: HashMap::new(),
+            ids: HashMap::new(),
+            next_key: 1,
+            next_seq: 1,
+            transactions: HashMap::new(),
+            control: VecDeque::new(),
+            heart_in: None,
+            heart_out: None,
+            last_received: now,
+            last_sent: now,
+            connect_deadline,
+            heart_beat_queued: false,
+            shutdown_seen: false,
+            close_reason: None,
+            broker,
+        };
+        let m = &session.broker.metrics;
+        let open = m.connections.fetch_add(1, Ordering::AcqRel);
+        session.counted = true;
+        if open >= session.broker.config.limits.max_connections as i64 {
+            m.connections_refused.fetch_add(1, Ordering::Relaxed);
+            session.fail(
+                StompError::new(
+                    ErrorKind::TooManyConnections,
+                    "the server has too many connections",
+                ),
+                None,
+            );
+        } else if session.broker.shutting_down.load(Ordering::Acquire) {
+            session.fail(
+                StompError::new(ErrorKind::Shutdown, "the server is going down"),
+                None,
+            );
+        } else {
+            m.connections_total.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut s) = session.broker.sessions.lock() {
+                s.insert(number, session.outbox.signal.clone());
+            }
+        }
+        session
+    }
+
+    /// The session id (the CONNECTED `session` header).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The negotiated version, once CONNECTED was produced. The transport's parser switches to
+    /// it for the frames that follow CONNECT.
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// The authenticated principal, if any.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// Whether CONNECT succeeded and the session is not closing.
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    /// Whether the session is finished: everything it will ever send has been polled. The
+    /// transport flushes, lingers briefly if it likes, and closes the connection.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Why the session closed or is closing.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason
+    }
+
+    /// A handle to await outbound data or a state change from another task.
+    pub fn signal(&self) -> OutboundSignal {
+        self.outbox.signal.clone()
+    }
+
+    /// Number of subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Unacknowledged messages held for client-ack subscriptions.
+    pub fn unacked_count(&self) -> usize {
+        self.subs.values().map(|s| s.unacked.len()).sum()
+    }
+
+    /// Deliveries waiting in the outbound queue (not yet polled).
+    pub fn queued_frames(&self) -> usize {
+        self.outbox.queued_frames()
+    }
+
+    /// Estimated bytes waiting in the outbound queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.outbox.queued_bytes()
+    }
+
+    /// The outbound queue's limits `(frames, bytes)`.
+    pub fn outbound_limits(&self) -> (usize, usize) {
+        (self.outbox.max_frames(), self.outbox.max_bytes())
+    }
+
+    /// Records that bytes arrived (any byte counts as liveness, heart-beat EOLs included).
+    pub fn note_activity(&mut self, now: Instant) {
+        self.last_received = now;
+    }
+
+    /// Handles one parsed client frame.
+    pub fn handle_frame(&mut self, frame: Frame, now: Instant) {
+        self.last_received = now;
+        if matches!(self.state, State::Closing | State::Closed) {
+            return;
+        }
+        let receipt = shared(&frame, "receipt");
+        let result = match self.state {
+            State::AwaitingConnect => match frame.command {
+                Command::Connect | Command::Stomp => self.on_connect(&frame, now),
+                other => Err(StompError::new(
+                    ErrorKind::NotConnected,
+                    format!(
+                        "{} before CONNECT; send CONNECT or STOMP first",
+                        other.as_str()
+                    ),
+                )),
+            },
+            _ => self.on_frame(frame),
+        };
+        match result {
+            Ok(Reply::Receipt) => {
+                if let Some(r) = receipt {
+                    self.push_receipt(&r);
+                }
+            }
+            Ok(Reply::None) => {}
+            Err(e) => self.fail(e, receipt.as_deref()),
+        }
+    }
+
+    /// The transport could not parse the client's bytes (or a frame/header/body limit was hit):
+    /// sends ERROR with `message` and `detail`, then closes.
+    pub fn protocol_error(&mut self, message: &str, detail: &str) {
+        if matches!(self.state, State::Closing | State::Closed) {
+            return;
+        }
+        self.fail(
+            StompError::new(ErrorKind::Frame, detail).with_message(message),
+            None,
+        );
+    }
+
+    /// The transport is gone: clean up now without sending anything.
+    pub fn transport_closed(&mut self) {
+        if self.state != State::Closed {
+            if self.close_reason.is_none() {
+                self.close_reason = Some(CloseReason::TransportClosed);
+            }
+            self.detach();
+            self.control.clear();
+            self.state = State::Closed;
+        }
+    }
+
+    /// The next frame to send, if any. Call until `None`, then write the batch.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<EncodedFrame> {
+        loop {
+            if self.state == State::Closed {
+                return None;
+            }
+            self.check_flags();
+            if let Some(frame) = self.control.pop_front() {
+                self.last_sent = now;
+                if frame.kind() == FrameKind::HeartBeat {
+                    self.heart_beat_queued = false;
+                }
+                return Some(frame);
+            }
+            if self.state == State::Closing {
+                self.state = State::Closed;
+                self.forget_session();
+                return None;
+            }
+            let next = self.rx.as_ref().and_then(|rx| rx.try_recv().ok());
+            match next {
+                Some(d) => {
+                    self.outbox.taken(&d);
+                    if let Some(frame) = self.deliver(d) {
+                        self.last_sent = now;
+                        return Some(frame);
+                    }
+                }
+                None => {
+                    if self.shutdown_seen {
+                        self.fail(
+                            StompError::new(ErrorKind::Shutdown, "the server is going down"),
+                            None,
+                        );
+                        continue;
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Polls up to `max` frames into `out`; returns how many.
+    pub fn drain(&mut self, now: Instant, max: usize, out: &mut Vec<EncodedFrame>) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.poll_transmit(now) {
+                Some(f) => {
+                    out.push(f);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        n
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::AwaitingConnect => Some(self.connect_deadline),
+            State::Connected => {
+                let inbound = self.heart_in.map(|d| self.last_received + self.grace(d));
+                let outbound = if self.heart_beat_queued {
+                    None
+                } else {
+                    self.heart_out.map(|d| self.last_sent + d)
+                };
+                match (inbound, outbound) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            State::Closing | State::Closed => None,
+        }
+    }
+
+    /// Handles timers due at `now`: the connect timeout, the client's heart-beat deadline
+    /// (ERROR + close), and the broker's own heart-beat (an EOL to send).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::AwaitingConnect if now >= self.connect_deadline => {
+                self.fail(
+                    StompError::new(ErrorKind::ConnectTimeout, "no CONNECT frame in time"),
+                    None,
+                );
+            }
+            State::Connected => {
+                if let Some(d) = self.heart_in
+                    && now >= self.last_received + self.grace(d)
+                {
+                    let ms = d.as_millis();
+                    self.fail(
+                        StompError::new(
+                            ErrorKind::HeartBeatTimeout,
+                            format!(
+                                "nothing received for longer than the {ms} ms heart-beat interval"
+                            ),
+                        ),
+                        None,
+                    );
+                    return;
+                }
+                if let Some(d) = self.heart_out
+                    && !self.heart_beat_queued
+                    && now >= self.last_sent + d
+                {
+                    self.heart_beat_queued = true;
+                    self.control.push_back(EncodedFrame::heart_beat());
+                    self.outbox.signal.notify();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn grace(&self, d: Duration) -> Duration {
+        d * self.broker.config.heart_beat_grace_percent.max(100) / 100
+    }
+
+    fn check_flags(&mut self) {
+        if self.state == State::Connected || self.state == State::AwaitingConnect {
+            if self.outbox.overflowed() {
+                self.fail(
+                    StompError::new(
+                        ErrorKind::SlowConsumer,
+                        "the client does not read fast enough; its outbound queue is full",
+                    ),
+                    None,
+                );
+            } else if !self.shutdown_seen && self.broker.shutting_down.load(Ordering::Acquire) {
+                self.shutdown_seen = true;
+                if self.state == State::AwaitingConnect {
+                    self.fail(
+                        StompError::new(ErrorKind::Shutdown, "the server is going down"),
+                        None,
+                    );
+                } else {
+                    // Stop new deliveries; what is already queued is still sent.
+                    for st in self.subs.values() {
+                        st.sub.deactivate();
+                        self.broker.backend.unsubscribe(&st.sub);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- frames -------------------------------------------------------------------------
+
+    fn on_frame(&mut self, frame: Frame) -> Result<Reply, StompError> {
+        match frame.command {
+            Command::Connect | Command::Stomp => Err(StompError::new(
+                ErrorKind::AlreadyConnected,
+                "the session is already connected",
+            )),
+            Command::Send => self.on_send(frame),
+            Command::Subscribe => self.on_subscribe(&frame),
+            Command::Unsubscribe => self.on_unsubscribe(&frame),
+            Command::Ack => self.on_ack(frame, false),
+            Command::Nack if self.version == Some(Version::V1_0) => Err(StompError::new(
+                ErrorKind::BadCommand,
+                "NACK does not exist in STOMP 1.0",
+            )),
+            Command::Nack => self.on_ack(frame, true),
+            Command::Begin => self.on_begin(&frame),
+            Command::Commit => self.on_commit(&frame),
+            Command::Abort => self.on_abort(&frame),
+            Command::Disconnect => {
+                if let Some(r) = shared(&frame, "receipt") {
+                    self.push_receipt(&r);
+                }
+                self.begin_close(CloseReason::Disconnect);
+                Ok(Reply::None)
+            }
+            other => Err(StompError::new(
+                ErrorKind::BadCommand,
+                format!("Could not interpret command \"{}\"", other.as_str()),
+            )),
+        }
+    }
+
+    fn on_connect(&mut self, frame: &Frame, now: Instant) -> Result<Reply, StompError> {
+        let version = match header_of(frame, "accept-version") {
+            None => Some(Version::V1_0).filter(|v| self.allowed_versions.contains(v)),
+            Some(list) => list
+                .split(',')
+                .filter_map(|v| Version::from_str_exact(v.trim()))
+                .filter(|v| self.allowed_versions.contains(v))
+                .max(),
+        };
+        let Some(version) = version else {
+            return Err(StompError::new(
+                ErrorKind::UnsupportedVersion,
+                format!(
+                    "Supported protocol versions are {}",
+                    self.supported_versions()
+                ),
+            )
+            .with_message(format!(
+                "Supported protocol versions are {}",
+                self.supported_versions()
+            )));
+        };
+        self.version = Some(version);
+        let (cx, cy) = if version == Version::V1_0 {
+            (0, 0)
+        } else {
+            match header_of(frame, "heart-beat") {
+                None => (0, 0),
+                Some(v) => parse_heart_beat(v).ok_or_else(|| {
+                    StompError::new(
+                        ErrorKind::InvalidHeader,
+                        format!("heart-beat must be two integers 'cx,cy', got '{v}'"),
+                    )
+                })?,
+            }
+        };
+        let info = ConnectInfo {
+            login: header_of(frame, "login"),
+            passcode: header_of(frame, "passcode"),
+            host: header_of(frame, "host"),
+            headers: &frame.headers,
+        };
+        let principal = self.broker.authenticator.authenticate(&info).map_err(|e| {
+            StompError::new(ErrorKind::AuthFailed, format!("{e}")).with_message(e.message)
+        })?;
+        if let Some(p) = &principal {
+            self.user = ByteString::from(p.name().to_owned());
+        }
+        self.principal = principal;
+        let hb = self.broker.config.heart_beat;
+        let (sx, sy) = if version == Version::V1_0 {
+            (0, 0)
+        } else {
+            (hb.send_ms, hb.receive_ms)
+        };
+        self.heart_out = negotiate(sx, cy);
+        self.heart_in = negotiate(sy, cx);
+        self.last_received = now;
+        self.last_sent = now;
+        let mut buf = BytesMut::with_capacity(128);
+        buf.put_slice(b"CONNECTED\n");
+        put_raw_header(&mut buf, "version", version.as_str());
+        put_raw_header(&mut buf, "session", &self.id);
+        put_raw_header(&mut buf, "server", &self.broker.config.server_name);
+        let mut beat = String::with_capacity(24);
+        beat.push_str(itoa(u64::from(sx)).as_str());
+        beat.push(',');
+        beat.push_str(itoa(u64::from(sy)).as_str());
+        put_raw_header(&mut buf, "heart-beat", &beat);
+        if let Some(p) = &self.principal {
+            put_raw_header(&mut buf, "user-name", p.name());
+        }
+        buf.put_slice(b"\n\0");
+        self.push_control(EncodedFrame::single(FrameKind::Connected, buf.freeze()));
+        self.state = State::Connected;
+        Ok(Reply::None)
+    }
+
+    fn supported_versions(&self) -> String {
+        let mut v = self.allowed_versions.clone();
+        v.sort();
+        v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    fn on_send(&mut self, frame: Frame) -> Result<Reply, StompError> {
+        let Some(dest) = header_of(&frame, "destination") else {
+            return Err(StompError::missing("SEND", "destination"));
+        };
+        // Validate the destination now, even inside a transaction.
+        let target = self.broker.resolve_send(dest)?;
+        if let Some(tx) = shared(&frame, "transaction") {
+            let limit = self.broker.config.limits.max_frames_per_transaction;
+            let ops = self.transaction_ops(&tx)?;
+            if ops.len() >= limit {
+                return Err(StompError::new(
+                    ErrorKind::Limit,
+                    format!("more than {limit} frames in transaction '{tx}'"),
+                ));
+            }
+            ops.push(TxOp::Send(frame));
+            return Ok(Reply::Receipt);
+        }
+        self.publish(target, frame)?;
+        Ok(Reply::Receipt)
+    }
+
+    fn publish(&mut self, target: SendTarget, frame: Frame) -> Result<(), StompError> {
+        let dest = header_of(&frame, "destination").unwrap_or("");
+        match target {
+            SendTarget::App => self.broker.send_app(
+                dest,
+                &frame.headers,
+                frame.body.clone(),
+                &self.id,
+                self.principal.as_ref(),
+                &self.user,
+            ),
+            SendTarget::Route { route, shown_as } => self
+                .broker
+                .publish_route(&route, shown_as, &frame.headers, frame.body.clone())
+                .map(|_| ()),
+        }
+    }
+
+    fn on_subscribe(&mut self, frame: &Frame) -> Result<Reply, StompError> {
+        let Some(dest) = shared(frame, "destination") else {
+            return Err(StompError::missing("SUBSCRIBE", "destination"));
+        };
+        let id = match shared(frame, "id") {
+            Some(id) => id,
+            None if self.version == Some(Version::V1_0) => dest.clone(),
+            None => return Err(StompError::missing("SUBSCRIBE", "id")),
+        };
+        if self.ids.contains_key(&id) {
+            return Err(StompError::new(
+                ErrorKind::DuplicateSubscription,
+                format!("subscription id '{id}' is already in use on this connection"),
+            ));
+        }
+        let limit = self.broker.config.limits.max_subscriptions_per_session;
+        if self.subs.len() >= limit {
+            return Err(StompError::new(
+                ErrorKind::Limit,
+                format!("at most {limit} subscriptions per connection"),
+            ));
+        }
+        let ack = match header_of(frame, "ack") {
+            None => AckMode::Auto,
+            Some(v) => AckMode::parse(v).ok_or_else(|| {
+                StompError::new(
+                    ErrorKind::InvalidHeader,
+                    format!("ack must be auto, client or client-individual, got '{v}'"),
+                )
+            })?,
+        };
+        let max = self
+            .broker
+            .config
+            .limits
+            .max_unacked_per_subscription
+            .max(1);
+        let prefetch = match header_of(frame, "prefetch-count") {
+            None => max,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(0) => max,
+                Ok(n) => n.min(max),
+                Err(_) => {
+                    return Err(StompError::new(
+                        ErrorKind::InvalidHeader,
+                        format!("prefetch-count must be a non-negative integer, got '{v}'"),
+                    ));
+                }
+            },
+        };
+        let prefetch = if ack == AckMode::Auto { 0 } else { prefetch };
+        let (route, pattern) = self.broker.resolve_subscribe(&dest, &self.user)?;
+        let key = self.next_key;
+        self.next_key += 1;
+        let sub = Arc::new(Subscriber::new(
+            self.outbox.clone(),
+            key,
+            id.clone(),
+            dest,
+            route,
+            pattern,
+            ack,
+            prefetch,
+        ));
+        self.subs.insert(
+            key,
+            SubState {
+                sub: sub.clone(),
+                unacked: VecDeque::new(),
+            },
+        );
+        self.ids.insert(id, key);
+        self.broker.metrics.subscription_added();
+        if self.shutdown_seen {
+            sub.deactivate();
+        } else if let Err(e) = self.broker.backend.subscribe(sub) {
+            self.remove_subscription(key);
+            return Err(backend_error(e));
+        }
+        Ok(Reply::Receipt)
+    }
+
+    fn on_unsubscribe(&mut self, frame: &Frame) -> Result<Reply, StompError> {
+        let key = match header_of(frame, "id") {
+            Some(id) => self.ids.get(id).copied().ok_or_else(|| {
+                StompError::new(
+                    ErrorKind::UnknownSubscription,
+                    format!("no subscription with id '{id}' on this connection"),
+                )
+            })?,
+            None if self.version == Some(Version::V1_0) => {
+                let Some(dest) = header_of(frame, "destination") else {
+                    return Err(StompError::missing("UNSUBSCRIBE", "id' or 'destination"));
+                };
+                self.subs
+                    .iter()
+                    .filter(|(_, s)| s.sub.destination() == dest)
+                    .map(|(k, _)| *k)
+                    .min()
+                    .ok_or_else(|| {
+                        StompError::new(
+                            ErrorKind::UnknownSubscription,
+                            format!("no subscription to '{dest}' on this connection"),
+                        )
+                    })?
+            }
+            None => return Err(StompError::missing("UNSUBSCRIBE", "id")),
+        };
+        self.remove_subscription(key);
+        Ok(Reply::Receipt)
+    }
+
+    /// Removes a subscription: out of the backend, its unacknowledged queue messages requeued.
+    fn remove_subscription(&mut self, key: u64) {
+        if let Some(st) = self.subs.remove(&key) {
+            self.ids.remove(st.sub.id());
+            st.sub.deactivate();
+            self.broker.backend.unsubscribe(&st.sub);
+            self.broker.metrics.subscriptions_removed(1);
+            let requeue: Vec<Delivery> = st
+                .unacked
+                .into_iter()
+                .map(|u| {
+                    let mut d = u.delivery;
+                    d.set_redelivered(true);
+                    d
+                })
+                .collect();
+            self.requeue(requeue);
+        }
+    }
+
+    fn requeue(&self, deliveries: Vec<Delivery>) {
+        let queue: Vec<Delivery> = deliveries
+            .into_iter()
+            .filter(|d| d.subscriber().route().kind == RouteKind::Queue)
+            .collect();
+        if !queue.is_empty() {
+            self.broker.metrics.redelivered(queue.len());
+            self.broker.backend.settle(Vec::new(), queue);
+        }
+    }
+
+    fn on_ack(&mut self, frame: Frame, nack: bool) -> Result<Reply, StompError> {
+        let target = self.locate_ack(&frame)?;
+        if let Some(tx) = shared(&frame, "transaction") {
+            let limit = self.broker.config.limits.max_frames_per_transaction;
+            let ops = self.transaction_ops(&tx)?;
+            if ops.len() >= limit {
+                return Err(StompError::new(
+                    ErrorKind::Limit,
+                    format!("more than {limit} frames in transaction '{tx}'"),
+                ));
+            }
+            ops.push(TxOp::Ack { frame, nack });
+            return Ok(Reply::Receipt);
+        }
+        self.apply_ack(target, nack);
+        Ok(Reply::Receipt)
+    }
+
+    /// Finds the subscription and delivery an ACK/NACK names, per the session's version:
+    /// 1.2 `id` (our `ack` header), 1.1 `message-id` + `subscription`, 1.0 `message-id`.
+    fn locate_ack(&self, frame: &Frame) -> Result<(u64, u64), StompError> {
+        let cmd = frame.command.as_str();
+        let bad = |what: String| StompError::new(ErrorKind::BadAck, what);
+        match self.version {
+            Some(Version::V1_2) => {
+                let Some(id) = header_of(frame, "id") else {
+                    return Err(StompError::missing(cmd, "id"));
+                };
+                let parsed = id
+                    .split_once('-')
+                    .and_then(|(k, s)| Some((k.parse::<u64>().ok()?, s.parse::<u64>().ok()?)));
+                let Some((key, seq)) = parsed else {
+                    return Err(bad(format!("'{id}' is not an ack id this server sent")));
+                };
+                let found = self
+                    .subs
+                    .get(&key)
+                    .is_some_and(|st| st.unacked.binary_search_by_key(&seq, |u| u.seq).is_ok());
+                if found {
+                    Ok((key, seq))
+                } else {
+                    Err(bad(format!("no unacknowledged message with ack id '{id}'")))
+                }
+            }
+            _ => {
+                let Some(mid) = header_of(frame, "message-id") else {
+                    return Err(StompError::missing(cmd, "message-id"));
+                };
+                let sub = header_of(frame, "subscription");
+                if sub.is_none() && self.version == Some(Version::V1_1) {
+                    return Err(StompError::missing(cmd, "subscription"));
+                }
+                let keys: Vec<u64> = match sub {
+                    Some(s) => match self.ids.get(s) {
+                        Some(k) => vec![*k],
+                        None => {
+                            return Err(StompError::new(
+                                ErrorKind::UnknownSubscription,
+                                format!("no subscription with id '{s}' on this connection"),
+                            ));
+                        }
+                    },
+                    None => {
+                        let mut k: Vec<u64> = self.subs.keys().copied().collect();
+                        k.sort_unstable();
+                        k
+                    }
+                };
+                for key in keys {
+                    if let Some(st) = self.subs.get(&key)
+                        && let Some(u) =
+                            st.unacked.iter().find(|u| u.delivery.message().id() == mid)
+                    {
+                        return Ok((key, u.seq));
+                    }
+                }
+                Err(bad(format!(
+                    "no unacknowledged message with message-id '{mid}'"
+                )))
+            }
+        }
+    }
+
+    /// Acks or nacks delivery `seq` of subscription `key` (and, in `client` mode, every earlier
+    /// one). Missing entries (already settled) are ignored.
+    fn apply_ack(&mut self, (key, seq): (u64, u64), nack: bool) {
+        let Some(st) = self.subs.get_mut(&key) else {
+            return;
+        };
+        let Ok(pos) = st.unacked.binary_search_by_key(&seq, |u| u.seq) else {
+            return;
+        };
+        let settled: Vec<Delivery> = if st.sub.ack_mode() == AckMode::Client {
+            st.unacked.drain(..=pos).map(|u| u.delivery).collect()
+        } else {
+            st.unacked
+                .remove(pos)
+                .map(|u| u.delivery)
+                .into_iter()
+                .collect()
+        };
+        // Credit comes back first, so `settle` can offer waiting queue messages to this
+        // subscription. NACKed topic deliveries are simply discarded.
+        st.sub.release(settled.len() as u32);
+        if nack {
+            let requeue = settled
+                .into_iter()
+                .map(|mut d| {
+                    d.set_redelivered(true);
+                    d
+                })
+                .collect();
+            self.requeue(requeue);
+        } else {
+            let queue: Vec<Delivery> = settled
+                .into_iter()
+                .filter(|d| d.subscriber().route().kind == RouteKind::Queue)
+                .collect();
+            if !queue.is_empty() {
+                self.broker.backend.settle(queue, Vec::new());
+            }
+        }
+    }
+
+    fn transaction_ops(&mut self, tx: &ByteString) -> Result<&mut Vec<TxOp>, StompError> {
+        self.transactions.get_mut(tx).ok_or_else(|| {
+            StompError::new(
+                ErrorKind::UnknownTransaction,
+                format!("no open transaction '{tx}'"),
+            )
+        })
+    }
+
+    fn on_begin(&mut self, frame: &Frame) -> Result<Reply, StompError> {
+        let Some(tx) = shared(frame, "transaction") else {
+            return Err(StompError::missing("BEGIN", "transaction"));
+        };
+        if self.transactions.contains_key(&tx) {
+            return Err(StompError::new(
+                ErrorKind::DuplicateTransaction,
+                format!("transaction '{tx}' is already open"),
+            ));
+        }
+        let limit = self.broker.config.limits.max_transactions_per_session;
+        if self.transactions.len() >= limit {
+            return Err(StompError::new(
+                ErrorKind::Limit,
+                format!("at most {limit} open transactions per connection"),
+            ));
+        }
+        self.transactions.insert(tx, Vec::new());
+        Ok(Reply::Receipt)
+    }
+
+    fn on_commit(&mut self, frame: &Frame) -> Result<Reply, StompError> {
+        let Some(tx) = shared(frame, "transaction") else {
+            return Err(StompError::missing("COMMIT", "transaction"));
+        };
+        let ops = self.transactions.remove(&tx).ok_or_else(|| {
+            StompError::new(
+                ErrorKind::UnknownTransaction,
+                format!("no open transaction '{tx}'"),
+            )
+        })?;
+        for op in ops {
+            match op {
+                TxOp::Send(frame) => {
+                    let dest = header_of(&frame, "destination").unwrap_or("");
+                    let target = self.broker.resolve_send(dest)?;
+                    self.publish(target, frame)?;
+                }
+                TxOp::Ack { frame, nack } => {
+                    // Already settled (e.g. by a cumulative ACK earlier in the transaction): skip.
+                    if let Ok(target) = self.locate_ack(&frame) {
+                        self.apply_ack(target, nack);
+                    }
+                }
+            }
+        }
+        Ok(Reply::Receipt)
+    }
+
+    fn on_abort(&mut self, frame: &Frame) -> Result<Reply, StompError> {
+        let Some(tx) = shared(frame, "transaction") else {
+            return Err(StompError::missing("ABORT", "transaction"));
+        };
+        self.transactions.remove(&tx).ok_or_else(|| {
+            StompError::new(
+                ErrorKind::UnknownTransaction,
+                format!("no open transaction '{tx}'"),
+            )
+        })?;
+        Ok(Reply::Receipt)
+    }
+
+    // ---- output -------------------------------------------------------------------------
+
+    /// Turns a delivery into a MESSAGE frame (or drops it if its subscription is gone).
+    fn deliver(&mut self, delivery: Delivery) -> Option<EncodedFrame> {
+        let key = delivery.subscriber().key;
+        let version = self.version.unwrap_or(Version::V1_2);
+        let Some(st) = self.subs.get_mut(&key) else {
+            // Unsubscribed since it was queued: a queue message goes to someone else, unseen.
+            if delivery.subscriber().route().kind == RouteKind::Queue {
+                self.broker.backend.settle(Vec::new(), vec![delivery]);
+            }
+            return None;
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let message = delivery.message().clone();
+        let mut head = BytesMut::with_capacity(64 + st.sub.id().len());
+        put_header(&mut head, "subscription", st.sub.id(), version);
+        if st.sub.ack_mode() != AckMode::Auto {
+            let mut ack = String::with_capacity(24);
+            ack.push_str(itoa(key).as_str());
+            ack.push('-');
+            ack.push_str(itoa(seq).as_str());
+            put_header(&mut head, "ack", &ack, version);
+        }
+        if delivery.redelivered() {
+            head.put_slice(b"redelivered:true\n");
+        }
+        head.put_u8(b'\n');
+        if st.sub.ack_mode() != AckMode::Auto {
+            st.unacked.push_back(Unacked { seq, delivery });
+        }
+        self.broker.metrics.message_out(message.kind());
+        Some(EncodedFrame::new(
+            FrameKind::Message,
+            [
+                message.shared_head(version).clone(),
+                head.freeze(),
+                message.body().clone(),
+                Bytes::from_static(b"\0"),
+            ],
+        ))
+    }
+
+    fn push_control(&mut self, frame: EncodedFrame) {
+        self.control.push_back(frame);
+        self.outbox.signal.notify();
+    }
+
+    fn push_receipt(&mut self, receipt_id: &str) {
+        let version = self.version.unwrap_or(Version::V1_2);
+        let mut buf = BytesMut::with_capacity(32 + receipt_id.len());
+        buf.put_slice(b"RECEIPT\n");
+        put_header(&mut buf, "receipt-id", receipt_id, version);
+        buf.put_slice(b"\n\0");
+        self.push_control(EncodedFrame::single(FrameKind::Receipt, buf.freeze()));
+    }
+
+    /// Queues ERROR and starts closing.
+    fn fail(&mut self, error: StompError, receipt: Option<&str>) {
+        self.broker.metrics.error(error.kind);
+        let version = self.version.unwrap_or(Version::V1_2);
+        let mut body = error.detail;
+        body.push('\n');
+        let mut buf = BytesMut::with_capacity(96 + body.len() + error.message.len());
+        buf.put_slice(b"ERROR\n");
+        put_header(&mut buf, "message", &error.message, version);
+        if let Some(r) = receipt {
+            put_header(&mut buf, "receipt-id", r, version);
+        }
+        if error.kind == ErrorKind::UnsupportedVersion {
+            let v = self.supported_versions();
+            put_header(&mut buf, "version", &v, version);
+        }
+        put_header(&mut buf, "content-type", "text/plain", version);
+        put_header(
+            &mut buf,
+            "content-length",
+            itoa(body.len() as u64).as_str(),
+            version,
+        );
+        buf.put_u8(b'\n');
+        buf.put_slice(body.as_bytes());
+        buf.put_u8(0);
+        // An ERROR ends the session: what was queued before it is dropped (and requeued).
+        self.control
+            .retain(|f| matches!(f.kind(), FrameKind::Connected | FrameKind::Receipt));
+        self.push_control(EncodedFrame::single(FrameKind::Error, buf.freeze()));
+        self.begin_close(CloseReason::Error(error.kind));
+    }
+
+    fn begin_close(&mut self, reason: CloseReason) {
+        if matches!(self.state, State::Closing | State::Closed) {
+            return;
+        }
+        self.close_reason = Some(reason);
+        self.state = State::Closing;
+        self.detach();
+        self.outbox.signal.notify();
+    }
+
+    /// Leaves the broker: subscriptions removed, outbound queue emptied (its queue messages go
+    /// back unseen), unacknowledged queue messages redelivered, transactions aborted.
+    fn detach(&mut self) {
+        self.outbox.close();
+        self.transactions.clear();
+        let keys: Vec<u64> = self.subs.keys().copied().collect();
+        for st in self.subs.values() {
+            st.sub.deactivate();
+        }
+        let mut leftovers = Vec::new();
+        if let Some(rx) = self.rx.take() {
+            while let Ok(d) = rx.try_recv() {
+                self.outbox.taken(&d);
+                leftovers.push(d);
+            }
+            drop(rx);
+        }
+        for key in keys {
+            self.remove_subscription(key);
+        }
+        // Never shown to the client: requeue with their flag unchanged.
+        let queue: Vec<Delivery> = leftovers
+            .into_iter()
+            .filter(|d| d.subscriber().route().kind == RouteKind::Queue)
+            .collect();
+        if !queue.is_empty() {
+            self.broker.backend.settle(Vec::new(), queue);
+        }
+        self.ids.clear();
+        self.forget_session();
+    }
+
+    fn forget_session(&mut self) {
+        if let Ok(mut s) = self.broker.sessions.lock() {
+            s.remove(&self.number);
+        }
+    }
+}
+
+enum Reply {
+    /// Send a RECEIPT if the frame asked for one.
+    Receipt,
+    /// Nothing (the handler already replied).
+    None,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.transport_closed();
+        if self.counted {
+            self.broker
+                .metrics
+                .connections
+                .fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Subscriptions as a backend sees them, and deliveries.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use bytestring::ByteString;
+
+use crate::destination::{Pattern, Route};
+use crate::message::Message;
+use crate::outbox::Outbox;
+
+/// A subscription's `ack` mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AckMode {
+    /// `auto`: consumed when sent.
+    Auto,
+    /// `client`: an ACK/NACK covers that message and every earlier one of the subscription.
+    Client,
+    /// `client-individual`: an ACK/NACK covers one message.
+    ClientIndividual,
+}
+
+impl AckMode {
+    /// Parses the SUBSCRIBE `ack` header value.
+    pub fn parse(value: &str) -> Option<AckMode> {
+        match value {
+            "auto" => Some(AckMode::Auto),
+            "client" => Some(AckMode::Client),
+            "client-individual" => Some(AckMode::ClientIndividual),
+            _ => None,
+        }
+    }
+
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Auto => "auto",
+            AckMode::Client => "client",
+            AckMode::ClientIndividual => "client-individual",
+        }
+    }
+}
+
+/// Why [`Subscriber::offer`] did not take a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OfferError {
+    /// The subscription has `prefetch-count` unacknowledged messages in flight.
+    NoCredit,
+    /// The session's outbound queue is full (slow consumer).
+    Full,
+    /// The subscription or its session is gone or closing.
+    Closed,
+}
+
+/// One subscription of one session, shared between the session and the backend.
+///
+/// A backend keeps `Arc<Subscriber>`s in its routing tables and hands messages to them with
+/// [`Subscriber::offer`], which never blocks and never takes a lock.
+pub struct Subscriber {
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) key: u64,
+    id: ByteString,
+    destination: ByteString,
+    route: Route,
+    pattern: Option<Pattern>,
+    ack: AckMode,
+    prefetch: u32,
+    in_flight: AtomicU32,
+    active: AtomicBool,
+}
+
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("session", &self.outbox.session_id)
+            .field("id", &self.id)
+            .field("destination", &self.destination)
+            .field("ack", &self.ack)
+            .field("prefetch", &self.prefetch)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl Subscriber {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        outbox: Arc<Outbox>,
+        key: u64,
+        id: ByteString,
+        destination: ByteString,
+        route: Route,
+        pattern: Option<Pattern>,
+        ack: AckMode,
+        prefetch: u32,
+    ) -> Subscriber {
+        Subscriber {
+            outbox,
+            key,
+            id,
+            destination,
+            route,
+            pattern,
+            ack,
+            prefetch,
+            in_flight: AtomicU32::new(0),
+            active: AtomicBool::new(true),
+        }
+    }
+
+    /// The owning session's id.
+    pub fn session_id(&self) -> &str {
+        &self.outbox.session_id
+    }
+
+    /// The subscription id (SUBSCRIBE `id`, or the destination for a 1.0 SUBSCRIBE without one).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The destination as subscribed (may contain wildcards).
+    pub fn destination(&self) -> &str {
+        &self.destination
+    }
+
+    /// What the backend routes on.
+    pub fn route(&self) -> &Route {
+        &self.route
+    }
+
+    /// The compiled wildcard pattern, for wildcard topic subscriptions.
+    pub fn pattern(&self) -> Option<&Pattern> {
+        self.pattern.as_ref()
+    }
+
+    /// The ack mode.
+    pub fn ack_mode(&self) -> AckMode {
+        self.ack
+    }
+
+    /// Max unacknowledged messages in flight (client modes); 0 = no limit (auto mode).
+    pub fn prefetch(&self) -> u32 {
+        self.prefetch
+    }
+
+    /// Unacknowledged messages in flight now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Whether the subscription still wants messages.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire) && !self.outbox.is_closed()
+    }
+
+    /// Whether the subscription could take a message now (active, credit left). A hint: `offer`
+    /// decides.
+    pub fn has_credit(&self) -> bool {
+        self.is_active() && (self.prefetch == 0 || self.in_flight() < self.prefetch)
+    }
+
+    pub(crate) fn deactivate(&self) {
+        self.active.store(false, Ordering::Release);
+    }
+
+    /// Hands `message` to the subscription's session. `redelivered` adds `redelivered:true` to the
+    /// MESSAGE; `tag` is the backend's own token for this delivery (given back in
+    /// [`Backend::settle`](crate::Backend::settle)), 0 if unused.
+    pub fn offer(
+        self: &Arc<Self>,
+        message: &Arc<Message>,
+        redelivered: bool,
+        tag: u64,
+    ) -> Result<(), OfferError> {
+        if !self.active.load(Ordering::Acquire) {
+            return Err(OfferError::Closed);
+        }
+        let counted = self.prefetch != 0;
+        if counted {
+            let prefetch = self.prefetch;
+            self.in_flight
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < prefetch).then_some(n + 1)
+                })
+                .map_err(|_| OfferError::NoCredit)?;
+        }
+        let delivery = Delivery {
+            message: message.clone(),
+            subscriber: self.clone(),
+            redelivered,
+            tag,
+        };
+        match self.outbox.push(delivery) {
+            Ok(()) => Ok(()),
+            Err((e, _)) => {
+                if counted {
+                    self.release(1);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives back `n` credits (messages acknowledged, nacked or dropped).
+    pub(crate) fn release(&self, n: u32) {
+        if self.prefetch != 0 && n > 0 {
+            let _ = self
+                .in_flight
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                    Some(c.saturating_sub(n))
+                });
+        }
+    }
+}
+
+/// One message on its way to (or held unacknowledged by) one subscription.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    message: Arc<Message>,
+    subscriber: Arc<Subscriber>,
+    redelivered: bool,
+    tag: u64,
+}
+
+impl Delivery {
+    /// The message.
+    pub fn message(&self) -> &Arc<Message> {
+        &self.message
+    }
+
+    /// The subscription it was offered to.
+    pub fn subscriber(&self) -> &Arc<Subscriber> {
+        &self.subscriber
+    }
+
+    /// Whether the MESSAGE says `redelivered:true`; on deliveries given back to
+    /// [`Backend::settle`](crate::Backend::settle) for requeueing: whether the client saw it.
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    /// The backend's token given to [`Subscriber::offer`].
+    pub fn tag(&self) -> u64 {
+        self.tag
+    }
+
+    pub(crate) fn set_redelivered(&mut self, r: bool) {
+        self.redelivered = r;
+    }
+}
