@@ -15,6 +15,13 @@ pub mod mask;
 pub mod message;
 pub mod utf8;
 
+#[cfg(feature = "tokio")]
+pub mod stream;
+#[cfg(feature = "tokio")]
+pub use stream::{
+    StreamConfig, WebSocketStream, WsReader, WsWriter, accept, accept_with, connect, connect_url,
+};
+
 pub use close::CloseCode;
 pub use connection::{CloseState, Config, Connection};
 pub use decode::Decoder;
