@@ -44,9 +44,8 @@ async fn echo_and_close_both_ways() {
         let (mut server, mut client) = pair(deflate).await;
         let echo = tokio::spawn(async move {
             while let Some(m) = server.recv().await {
-                match m.unwrap() {
-                    m @ (Message::Text(_) | Message::Binary(_)) => server.send(m).await.unwrap(),
-                    _ => {}
+                if let m @ (Message::Text(_) | Message::Binary(_)) = m.unwrap() {
+                    server.send(m).await.unwrap();
                 }
             }
         });
