@@ -44,7 +44,8 @@ impl QueueState {
             for i in 0..n {
                 let idx = (self.next + i) % n;
                 if self.consumers[idx].offer(message, *redelivered, 0).is_ok() {
-                    self.next = (idx + 1) % n;
+                    // Not reduced modulo `n`: a consumer added later is next in line.
+                    self.next = idx + 1;
                     taken = true;
                     break;
                 }

@@ -41,6 +41,11 @@ enum State {
     Closed,
 }
 
+enum Outgoing {
+    Frame(EncodedFrame),
+    Delivery(Delivery),
+}
+
 struct Unacked {
     seq: u64,
     delivery: Delivery,
@@ -85,7 +90,9 @@ pub struct Session {
     next_key: u64,
     next_seq: u64,
     transactions: HashMap<ByteString, Vec<TxOp>>,
-    control: VecDeque<EncodedFrame>,
+    /// Frames the session produced itself, and deliveries that were queued before them (so a
+    /// RECEIPT follows the MESSAGEs its frame caused), in send order.
+    control: VecDeque<Outgoing>,
     heart_in: Option<Duration>,
     heart_out: Option<Duration>,
     last_received: Instant,
@@ -323,6 +330,7 @@ impl Session {
             self.detach();
             self.control.clear();
             self.state = State::Closed;
+            self.forget_session();
         }
     }
 
@@ -334,12 +342,23 @@ impl Session {
                 return None;
             }
             self.check_flags();
-            if let Some(frame) = self.control.pop_front() {
-                self.last_sent = now;
-                if frame.kind() == FrameKind::HeartBeat {
-                    self.heart_beat_queued = false;
+            match self.control.pop_front() {
+                Some(Outgoing::Frame(frame)) => {
+                    self.last_sent = now;
+                    if frame.kind() == FrameKind::HeartBeat {
+                        self.heart_beat_queued = false;
+                    }
+                    return Some(frame);
                 }
-                return Some(frame);
+                Some(Outgoing::Delivery(d)) => {
+                    self.outbox.taken(&d);
+                    if let Some(frame) = self.deliver(d) {
+                        self.last_sent = now;
+                        return Some(frame);
+                    }
+                    continue;
+                }
+                None => {}
             }
             if self.state == State::Closing {
                 self.state = State::Closed;
@@ -435,7 +454,8 @@ impl Session {
                     && now >= self.last_sent + d
                 {
                     self.heart_beat_queued = true;
-                    self.control.push_back(EncodedFrame::heart_beat());
+                    self.control
+                        .push_back(Outgoing::Frame(EncodedFrame::heart_beat()));
                     self.outbox.signal.notify();
                 }
             }
@@ -709,7 +729,7 @@ impl Session {
         if self.shutdown_seen {
             sub.deactivate();
         } else if let Err(e) = self.broker.backend.subscribe(sub) {
-            self.remove_subscription(key);
+            let _ = self.remove_subscription(key);
             return Err(backend_error(e));
         }
         Ok(Reply::Receipt)
@@ -741,28 +761,29 @@ impl Session {
             }
             None => return Err(StompError::missing("UNSUBSCRIBE", "id")),
         };
-        self.remove_subscription(key);
+        let unacked = self.remove_subscription(key);
+        self.requeue(unacked);
         Ok(Reply::Receipt)
     }
 
-    /// Removes a subscription: out of the backend, its unacknowledged queue messages requeued.
-    fn remove_subscription(&mut self, key: u64) {
-        if let Some(st) = self.subs.remove(&key) {
-            self.ids.remove(st.sub.id());
-            st.sub.deactivate();
-            self.broker.backend.unsubscribe(&st.sub);
-            self.broker.metrics.subscriptions_removed(1);
-            let requeue: Vec<Delivery> = st
-                .unacked
-                .into_iter()
-                .map(|u| {
-                    let mut d = u.delivery;
-                    d.set_redelivered(true);
-                    d
-                })
-                .collect();
-            self.requeue(requeue);
-        }
+    /// Removes a subscription from the session and the backend; returns its unacknowledged
+    /// deliveries, marked redelivered, for the caller to requeue.
+    fn remove_subscription(&mut self, key: u64) -> Vec<Delivery> {
+        let Some(st) = self.subs.remove(&key) else {
+            return Vec::new();
+        };
+        self.ids.remove(st.sub.id());
+        st.sub.deactivate();
+        self.broker.backend.unsubscribe(&st.sub);
+        self.broker.metrics.subscriptions_removed(1);
+        st.unacked
+            .into_iter()
+            .map(|u| {
+                let mut d = u.delivery;
+                d.set_redelivered(true);
+                d
+            })
+            .collect()
     }
 
     fn requeue(&self, deliveries: Vec<Delivery>) {
@@ -1015,8 +1036,18 @@ impl Session {
         ))
     }
 
+    /// Queues a frame of the session's own, after the deliveries already waiting.
     fn push_control(&mut self, frame: EncodedFrame) {
-        self.control.push_back(frame);
+        if let Some(rx) = &self.rx {
+            // Bounded by what is queued now, so busy producers cannot keep us here.
+            for _ in 0..self.outbox.queued_frames() {
+                match rx.try_recv() {
+                    Ok(d) => self.control.push_back(Outgoing::Delivery(d)),
+                    Err(_) => break,
+                }
+            }
+        }
+        self.control.push_back(Outgoing::Frame(frame));
         self.outbox.signal.notify();
     }
 
@@ -1055,10 +1086,12 @@ impl Session {
         buf.put_u8(b'\n');
         buf.put_slice(body.as_bytes());
         buf.put_u8(0);
-        // An ERROR ends the session: what was queued before it is dropped (and requeued).
-        self.control
-            .retain(|f| matches!(f.kind(), FrameKind::Connected | FrameKind::Receipt));
-        self.push_control(EncodedFrame::single(FrameKind::Error, buf.freeze()));
+        // An ERROR ends the session: deliveries still queued are not sent (`detach` requeues
+        // queue messages); CONNECTED and RECEIPTs already queued still go out before it.
+        self.control.push_back(Outgoing::Frame(EncodedFrame::single(
+            FrameKind::Error,
+            buf.freeze(),
+        )));
         self.begin_close(CloseReason::Error(error.kind));
     }
 
@@ -1077,31 +1110,42 @@ impl Session {
     fn detach(&mut self) {
         self.outbox.close();
         self.transactions.clear();
-        let keys: Vec<u64> = self.subs.keys().copied().collect();
         for st in self.subs.values() {
             st.sub.deactivate();
         }
+        // Deliveries never shown to the client: requeued with their flag unchanged.
         let mut leftovers = Vec::new();
+        let control = std::mem::take(&mut self.control);
+        for item in control {
+            match item {
+                Outgoing::Frame(f) => self.control.push_back(Outgoing::Frame(f)),
+                Outgoing::Delivery(d) => {
+                    self.outbox.taken(&d);
+                    leftovers.push(d);
+                }
+            }
+        }
         if let Some(rx) = self.rx.take() {
             while let Ok(d) = rx.try_recv() {
                 self.outbox.taken(&d);
                 leftovers.push(d);
             }
-            drop(rx);
         }
+        // Earlier (unacknowledged, redelivered) messages first, then the unseen ones.
+        let mut keys: Vec<u64> = self.subs.keys().copied().collect();
+        keys.sort_unstable();
+        let mut requeue = Vec::new();
         for key in keys {
-            self.remove_subscription(key);
+            requeue.extend(self.remove_subscription(key));
         }
-        // Never shown to the client: requeue with their flag unchanged.
-        let queue: Vec<Delivery> = leftovers
-            .into_iter()
-            .filter(|d| d.subscriber().route().kind == RouteKind::Queue)
-            .collect();
-        if !queue.is_empty() {
-            self.broker.backend.settle(Vec::new(), queue);
+        let is_queue = |d: &Delivery| d.subscriber().route().kind == RouteKind::Queue;
+        requeue.retain(is_queue);
+        self.broker.metrics.redelivered(requeue.len());
+        requeue.extend(leftovers.into_iter().filter(is_queue));
+        if !requeue.is_empty() {
+            self.broker.backend.settle(Vec::new(), requeue);
         }
         self.ids.clear();
-        self.forget_session();
     }
 
     fn forget_session(&mut self) {
