@@ -17,6 +17,8 @@ pub mod utf8;
 
 #[cfg(feature = "tokio")]
 pub mod stream;
+#[cfg(feature = "hyper")]
+pub mod upgrade;
 #[cfg(feature = "tokio")]
 pub use stream::{
     StreamConfig, WebSocketStream, WsReader, WsWriter, accept, accept_with, connect, connect_url,

@@ -339,7 +339,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         }
     }
 
-    fn with_protocol(mut self, p: Option<String>) -> Self {
+    pub(crate) fn with_protocol(mut self, p: Option<String>) -> Self {
         self.core.protocol = p;
         self
     }
