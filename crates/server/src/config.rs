@@ -24,13 +24,14 @@
 //! [limits]
 //! max_connections = 10000
 //! max_frame_size = 1048576       # body bytes of one STOMP frame
-//! max_header_count = 64
+//! max_header_count = 128
 //! max_header_line = 8192
-//! outbound_queue_frames = 1024   # per session; a client that does not read is dropped beyond it
-//! outbound_queue_bytes = 4194304
+//! outbound_queue_frames = 4096   # per session; a client that does not read is dropped beyond it
+//! outbound_queue_bytes = 8388608
 //! heartbeat_ms = [10000, 10000]  # what the server offers: [send, receive]
 //! connect_timeout_ms = 10000     # a connection with no CONNECT by then is closed
 //! max_subscriptions = 1024       # per session
+//! max_pending_per_queue = 10000  # messages a queue keeps while nobody takes them
 //! shutdown_grace_ms = 5000       # time to flush queued frames on shutdown
 //!
 //! [[users]]                      # no users: any login is accepted
@@ -213,13 +214,13 @@ pub struct Limits {
     pub max_connections: usize,
     /// Largest STOMP body in bytes. Default 1 MiB.
     pub max_frame_size: usize,
-    /// Most headers in one frame. Default 64.
+    /// Most headers in one frame. Default 128.
     pub max_header_count: usize,
     /// Longest header line in bytes. Default 8 KiB.
     pub max_header_line: usize,
-    /// Frames queued for one session before the slow-consumer policy drops it. Default 1024.
+    /// Frames queued for one session before the slow-consumer policy drops it. Default 4096.
     pub outbound_queue_frames: usize,
-    /// Bytes queued for one session before the slow-consumer policy drops it. Default 4 MiB.
+    /// Bytes queued for one session before the slow-consumer policy drops it. Default 8 MiB.
     pub outbound_queue_bytes: usize,
     /// Heart-beat the server offers in CONNECTED, `[send_ms, receive_ms]`. Default `[10000, 10000]`.
     pub heartbeat_ms: [u64; 2],
@@ -227,6 +228,8 @@ pub struct Limits {
     pub connect_timeout_ms: u64,
     /// Subscriptions per session. Default 1024.
     pub max_subscriptions: usize,
+    /// Messages kept per queue while nobody can take them. Default 10 000.
+    pub max_pending_per_queue: usize,
     /// How long shutdown waits for queued frames to be flushed. Default 5 s.
     pub shutdown_grace_ms: u64,
 }
@@ -236,13 +239,14 @@ impl Default for Limits {
         Limits {
             max_connections: 10_000,
             max_frame_size: 1 << 20,
-            max_header_count: 64,
+            max_header_count: 128,
             max_header_line: 8 << 10,
-            outbound_queue_frames: 1024,
-            outbound_queue_bytes: 4 << 20,
+            outbound_queue_frames: 4096,
+            outbound_queue_bytes: 8 << 20,
             heartbeat_ms: [10_000, 10_000],
             connect_timeout_ms: 10_000,
             max_subscriptions: 1024,
+            max_pending_per_queue: 10_000,
             shutdown_grace_ms: 5_000,
         }
     }
@@ -376,7 +380,7 @@ mod tests {
         assert_eq!(c.websocket.paths.len(), 2);
         assert_eq!(c.app_destinations[0].target, "/queue/");
         assert_eq!(c.limits.max_frame_size, 100);
-        assert_eq!(c.limits.max_header_count, 64);
+        assert_eq!(c.limits.max_header_count, 128);
         assert_eq!(c.users[0].login, "a");
     }
 

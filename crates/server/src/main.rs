@@ -1,2 +1,87 @@
-//! The `switchboard` binary (work in progress).
-fn main() {}
+//! The `switchboard` binary: parses flags, sets up logging, runs [`switchboard_server::Server`]
+//! until SIGINT or SIGTERM.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchboard_server::{Server, cli::Cli};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match cli.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addrs = server.local_addrs();
+        // A line scripts can wait for (the interop tests do).
+        println!(
+            "switchboard listening http={} stomp={} stomp_tls={}",
+            fmt_addr(addrs.http),
+            fmt_addr(addrs.stomp),
+            fmt_addr(addrs.stomp_tls)
+        );
+        let handle = server.shutdown_handle();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received; shutting down");
+            handle.shutdown();
+        });
+        server.run().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn fmt_addr(a: Option<std::net::SocketAddr>) -> String {
+    a.map_or_else(|| "off".to_owned(), |a| a.to_string())
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    match term {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,137 @@
+//! The HTTP listener: `/healthz`, `/metrics`, and the STOMP-over-WebSocket endpoints.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tracing::debug;
+
+use crate::server::{ConnectionSlot, Shared};
+
+/// The response body type of every HTTP answer.
+pub(crate) type Body = Full<Bytes>;
+
+/// The connection slot, handed from the HTTP connection to the WebSocket task on upgrade.
+pub(crate) type SlotCell = Arc<Mutex<Option<ConnectionSlot>>>;
+
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Serves one accepted TCP connection (TLS first when configured) with hyper's HTTP/1.1.
+pub(crate) async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    slot: ConnectionSlot,
+) {
+    match tls {
+        None => serve_io(stream, peer, shared, slot).await,
+        Some(acc) => {
+            let timeout = shared.config.limits.connect_timeout();
+            match tokio::time::timeout(timeout, acc.accept(stream)).await {
+                Ok(Ok(s)) => serve_io(s, peer, shared, slot).await,
+                Ok(Err(e)) => {
+                    shared
+                        .metrics
+                        .tls_handshake_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    shared
+                        .metrics
+                        .tls_handshake_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, "TLS handshake timed out");
+                }
+            }
+        }
+    }
+}
+
+async fn serve_io<S>(io: S, peer: SocketAddr, shared: Arc<Shared>, slot: ConnectionSlot)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cell: SlotCell = Arc::new(Mutex::new(Some(slot)));
+    let svc_shared = shared.clone();
+    let svc_cell = cell.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let shared = svc_shared.clone();
+        let cell = svc_cell.clone();
+        async move { Ok::<_, Infallible>(route(req, peer, shared, cell)) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(shared.config.limits.connect_timeout())
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let mut signal = shared.shutdown_signal();
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = signal.wait() => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
+    // If no upgrade took the slot, dropping the cell here releases it.
+    drop(cell);
+}
+
+fn route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    cell: SlotCell,
+) -> Response<Body> {
+    shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    let path = req.uri().path();
+    if shared.config.websocket.paths.iter().any(|p| p == path) {
+        return crate::websocket::upgrade(req, peer, shared, cell);
+    }
+    match (req.method(), path) {
+        (&Method::GET | &Method::HEAD, "/healthz") => {
+            if shared.shutdown_signal().is_down() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            } else {
+                text(StatusCode::OK, "ok\n")
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let body = crate::render_metrics(&shared);
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        (_, "/healthz" | "/metrics") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}

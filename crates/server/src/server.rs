@@ -1,0 +1,424 @@
+//! Binding the listeners, accepting connections, and shutting down gracefully.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::metrics::{ServerMetrics, Transport};
+use crate::tls::{self, TlsError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// TLS could not be configured.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The configuration is inconsistent.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// The addresses the server actually listens on (ports resolved when the config said `:0`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BoundAddrs {
+    /// HTTP (or HTTPS when TLS is configured): health, metrics, WebSocket endpoints.
+    pub http: Option<SocketAddr>,
+    /// STOMP over TCP.
+    pub stomp: Option<SocketAddr>,
+    /// STOMP over TLS.
+    pub stomp_tls: Option<SocketAddr>,
+}
+
+/// Asks a running server to shut down gracefully. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl ShutdownHandle {
+    /// Stops accepting, closes WebSockets with 1001 and STOMP sessions with an ERROR after
+    /// flushing what is queued (bounded by `limits.shutdown_grace_ms`). Idempotent.
+    pub fn shutdown(&self) {
+        self.tx.send_replace(true);
+    }
+}
+
+/// A receiver side of the shutdown signal, given to every task.
+#[derive(Clone, Debug)]
+pub(crate) struct ShutdownSignal {
+    rx: watch::Receiver<bool>,
+}
+
+impl ShutdownSignal {
+    /// Resolves once shutdown has been requested (immediately if it already was).
+    pub(crate) async fn wait(&mut self) {
+        // An error means every sender is gone: treat that as shutdown too.
+        let _ = self.rx.wait_for(|down| *down).await;
+    }
+
+    pub(crate) fn is_down(&self) -> bool {
+        *self.rx.borrow()
+    }
+}
+
+/// Counts open connections, enforces `max_connections`, and lets shutdown wait for them.
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    open: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by a connection task; releases its slot when dropped.
+#[derive(Debug)]
+pub(crate) struct ConnectionSlot {
+    shared: Arc<Shared>,
+    transport: Transport,
+}
+
+impl ConnectionSlot {
+    /// The transport the slot is counted under.
+    pub(crate) fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Re-labels the slot (an HTTP connection becomes a WebSocket one after the upgrade).
+    pub(crate) fn set_transport(&mut self, t: Transport) {
+        if t != self.transport {
+            self.shared.metrics.connection_closed(self.transport);
+            self.shared.metrics.connection_opened(t);
+            self.transport = t;
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.shared.metrics.connection_closed(self.transport);
+        if self.shared.connections.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.connections.idle.notify_waiters();
+        }
+    }
+}
+
+/// State shared by every task of one server.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) metrics: ServerMetrics,
+    pub(crate) connections: Connections,
+    pub(crate) broker: switchboard_broker::Broker,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub(crate) fn shutdown_signal(&self) -> ShutdownSignal {
+        ShutdownSignal {
+            rx: self.shutdown.clone(),
+        }
+    }
+
+    /// Takes a connection slot, or `None` at the connection limit.
+    pub(crate) fn try_open(self: &Arc<Self>, transport: Transport) -> Option<ConnectionSlot> {
+        let max = self.config.limits.max_connections;
+        let mut cur = self.connections.open.load(Ordering::Acquire);
+        loop {
+            if cur >= max {
+                self.metrics
+                    .refused_over_limit
+                    .fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            match self.connections.open.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        self.metrics.connection_opened(transport);
+        Some(ConnectionSlot {
+            shared: self.clone(),
+            transport,
+        })
+    }
+
+    /// Connections open now.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.connections.open.load(Ordering::Acquire)
+    }
+}
+
+/// A bound, not yet running server.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use switchboard_server::{Config, Server};
+/// let server = Server::bind(Config::default()).await?;
+/// println!("listening on {:?}", server.local_addrs());
+/// let shutdown = server.shutdown_handle();
+/// tokio::spawn(async move {
+///     let _ = tokio::signal::ctrl_c().await;
+///     shutdown.shutdown();
+/// });
+/// server.run().await;
+/// # Ok(()) }
+/// ```
+pub struct Server {
+    shared: Arc<Shared>,
+    http: Option<TcpListener>,
+    stomp: Option<TcpListener>,
+    stomp_tls: Option<TcpListener>,
+    http_tls: Option<TlsAcceptor>,
+    stomp_tls_acceptor: Option<TlsAcceptor>,
+    addrs: BoundAddrs,
+    shutdown_tx: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addrs", &self.addrs)
+            .finish()
+    }
+}
+
+async fn bind_one(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+impl Server {
+    /// Validates the configuration, loads TLS material and binds every listener that is not
+    /// `off`. Nothing is accepted until [`Server::run`].
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        config.validate()?;
+        let (http_tls, stomp_tls_acceptor) = match &config.tls {
+            Some(files) => (
+                Some(TlsAcceptor::from(tls::server_config(
+                    files,
+                    &[b"http/1.1"],
+                )?)),
+                Some(TlsAcceptor::from(tls::server_config(files, &[])?)),
+            ),
+            None => (None, None),
+        };
+        let mut addrs = BoundAddrs::default();
+        let http = match config.listeners.http.addr() {
+            Some(a) => Some(bind_one("http", a).await?),
+            None => None,
+        };
+        let stomp = match config.listeners.stomp.addr() {
+            Some(a) => Some(bind_one("stomp", a).await?),
+            None => None,
+        };
+        let stomp_tls = match config.listeners.stomp_tls.addr() {
+            Some(a) => Some(bind_one("stomp-tls", a).await?),
+            None => None,
+        };
+        addrs.http = http.as_ref().and_then(|l| l.local_addr().ok());
+        addrs.stomp = stomp.as_ref().and_then(|l| l.local_addr().ok());
+        addrs.stomp_tls = stomp_tls.as_ref().and_then(|l| l.local_addr().ok());
+        let (tx, rx) = watch::channel(false);
+        let broker = crate::session::build_broker(&config);
+        let shared = Arc::new(Shared {
+            config,
+            metrics: ServerMetrics::default(),
+            connections: Connections::default(),
+            broker,
+            shutdown: rx,
+        });
+        Ok(Server {
+            shared,
+            http,
+            stomp,
+            stomp_tls,
+            http_tls,
+            stomp_tls_acceptor,
+            addrs,
+            shutdown_tx: Arc::new(tx),
+        })
+    }
+
+    /// The bound addresses.
+    pub fn local_addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    /// A handle that stops the server gracefully.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            tx: self.shutdown_tx.clone(),
+        }
+    }
+
+    /// Accepts connections until [`ShutdownHandle::shutdown`], then stops accepting and waits
+    /// (at most `limits.shutdown_grace_ms` plus a second) for open connections to close.
+    pub async fn run(self) {
+        let Server {
+            shared,
+            http,
+            stomp,
+            stomp_tls,
+            http_tls,
+            stomp_tls_acceptor,
+            addrs,
+            shutdown_tx,
+        } = self;
+        let tls_note = if http_tls.is_some() { " (TLS)" } else { "" };
+        if let Some(a) = addrs.http {
+            info!(addr = %a, paths = ?shared.config.websocket.paths, "HTTP/WebSocket listener{tls_note}");
+        }
+        if let Some(a) = addrs.stomp {
+            info!(addr = %a, "STOMP listener");
+        }
+        if let Some(a) = addrs.stomp_tls {
+            info!(addr = %a, "STOMP over TLS listener");
+        }
+        let mut loops = tokio::task::JoinSet::new();
+        if let Some(l) = http {
+            loops.spawn(accept_loop(l, shared.clone(), Kind::Http(http_tls)));
+        }
+        if let Some(l) = stomp {
+            loops.spawn(accept_loop(l, shared.clone(), Kind::Stomp(None)));
+        }
+        if let (Some(l), Some(acc)) = (stomp_tls, stomp_tls_acceptor) {
+            loops.spawn(accept_loop(l, shared.clone(), Kind::Stomp(Some(acc))));
+        }
+        let mut signal = shared.shutdown_signal();
+        signal.wait().await;
+        // Sessions deliver what is queued, then send ERROR "the server is going down".
+        shared.broker.shutdown();
+        info!(
+            open = shared.open_connections(),
+            "shutting down: no longer accepting"
+        );
+        // Accept loops watch the same signal; wait for them so the listeners are closed.
+        while loops.join_next().await.is_some() {}
+        let deadline = shared.config.limits.shutdown_grace() + Duration::from_secs(1);
+        let drained = tokio::time::timeout(deadline, async {
+            loop {
+                let idle = shared.connections.idle.notified();
+                if shared.open_connections() == 0 {
+                    break;
+                }
+                idle.await;
+            }
+        })
+        .await;
+        match drained {
+            Ok(()) => info!("shutdown complete"),
+            Err(_) => warn!(
+                open = shared.open_connections(),
+                "shutdown grace period over; dropping remaining connections"
+            ),
+        }
+        drop(shutdown_tx);
+    }
+}
+
+enum Kind {
+    Http(Option<TlsAcceptor>),
+    Stomp(Option<TlsAcceptor>),
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, kind: Kind) {
+    let mut signal = shared.shutdown_signal();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = signal.wait() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let transport = match &kind {
+            Kind::Http(_) => Transport::Http,
+            Kind::Stomp(None) => Transport::Tcp,
+            Kind::Stomp(Some(_)) => Transport::Tls,
+        };
+        let Some(slot) = shared.try_open(transport) else {
+            debug!(%peer, "connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        let shared = shared.clone();
+        match &kind {
+            Kind::Http(tls) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    crate::http::serve_connection(stream, peer, tls, shared, slot).await;
+                });
+            }
+            Kind::Stomp(tls) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    serve_stomp(stream, peer, tls, shared, slot).await;
+                });
+            }
+        }
+    }
+}
+
+async fn serve_stomp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    slot: ConnectionSlot,
+) {
+    match tls {
+        None => crate::stomp_tcp::serve(stream, peer, shared, slot).await,
+        Some(acc) => {
+            let timeout = shared.config.limits.connect_timeout();
+            match tokio::time::timeout(timeout, acc.accept(stream)).await {
+                Ok(Ok(tls_stream)) => crate::stomp_tcp::serve(tls_stream, peer, shared, slot).await,
+                Ok(Err(e)) => {
+                    shared
+                        .metrics
+                        .tls_handshake_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    shared
+                        .metrics
+                        .tls_handshake_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, "TLS handshake timed out");
+                }
+            }
+        }
+    }
+}

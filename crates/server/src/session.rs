@@ -1,0 +1,225 @@
+//! One STOMP connection's protocol state, whatever carries its bytes: the STOMP parser feeding a
+//! broker [`Session`], and the broker configuration built from the server's [`Config`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use switchboard_broker::{
+    AppMapping, Broker, BrokerConfig, CloseReason, EncodedFrame, ErrorKind, HeartBeat,
+    OutboundSignal, Session, SessionOptions, StaticUsers,
+};
+use switchboard_stomp::{Limits as StompLimits, Parsed, Parser, Version};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::config::Config;
+use crate::metrics::Transport;
+
+/// Builds the embedded broker from the server configuration.
+pub(crate) fn build_broker(config: &Config) -> Broker {
+    let l = &config.limits;
+    let mut bc = BrokerConfig {
+        heart_beat: HeartBeat {
+            send_ms: u32::try_from(l.heartbeat_ms[0]).unwrap_or(u32::MAX),
+            receive_ms: u32::try_from(l.heartbeat_ms[1]).unwrap_or(u32::MAX),
+        },
+        connect_timeout: Duration::from_millis(l.connect_timeout_ms),
+        app_mappings: config
+            .app_destinations
+            .iter()
+            .map(|m| AppMapping {
+                from: m.prefix.clone(),
+                to: m.target.clone(),
+            })
+            .collect(),
+        ..BrokerConfig::default()
+    };
+    bc.limits.max_connections = l.max_connections;
+    bc.limits.max_subscriptions_per_session = l.max_subscriptions;
+    bc.limits.outbound_max_frames = l.outbound_queue_frames;
+    bc.limits.outbound_max_bytes = l.outbound_queue_bytes;
+    bc.limits.max_pending_per_queue = l.max_pending_per_queue;
+    let builder = Broker::builder(bc);
+    if config.users.is_empty() {
+        builder.build()
+    } else {
+        let users = StaticUsers::new(
+            config
+                .users
+                .iter()
+                .map(|u| (u.login.clone(), u.passcode.clone())),
+        );
+        builder.authenticator(Arc::new(users)).build()
+    }
+}
+
+/// The STOMP parser limits from the server configuration.
+pub(crate) fn stomp_limits(config: &Config) -> StompLimits {
+    StompLimits::default()
+        .with_max_body(config.limits.max_frame_size)
+        .with_max_headers(config.limits.max_header_count)
+        .with_max_header_line(config.limits.max_header_line)
+}
+
+/// A parser and a broker session, wired together. Transports move bytes in and frames out.
+pub(crate) struct StompConnection {
+    session: Session,
+    parser: Parser,
+    version_set: bool,
+    peer: SocketAddr,
+    /// Input is ignored once the session has failed or is closing.
+    input_closed: bool,
+}
+
+impl StompConnection {
+    /// Opens a broker session. `versions` restricts negotiation (a WebSocket subprotocol);
+    /// `None` allows every version the broker speaks.
+    pub(crate) fn new(
+        broker: &Broker,
+        config: &Config,
+        transport: Transport,
+        peer: SocketAddr,
+        versions: Option<Vec<Version>>,
+        now: Instant,
+    ) -> StompConnection {
+        let session = broker.open_session_with(SessionOptions { versions }, now.into_std());
+        debug!(%peer, transport = transport.label(), session = session.id(), "session opened");
+        StompConnection {
+            session,
+            parser: Parser::before_connect(stomp_limits(config)),
+            version_set: false,
+            peer,
+            input_closed: false,
+        }
+    }
+
+    /// The broker session id.
+    pub(crate) fn id(&self) -> &str {
+        self.session.id()
+    }
+
+    /// The handle that fires when the session has something to send.
+    pub(crate) fn signal(&self) -> OutboundSignal {
+        self.session.signal()
+    }
+
+    /// Parses every complete frame in `buf` and hands it to the session. Consumed bytes are
+    /// removed from `buf`; a partial frame stays for the next call.
+    pub(crate) fn receive(&mut self, buf: &mut BytesMut, now: Instant) {
+        let now = now.into_std();
+        if self.input_closed {
+            buf.clear();
+            return;
+        }
+        self.session.note_activity(now);
+        loop {
+            match self.parser.parse(buf) {
+                Ok(None) => break,
+                Ok(Some(Parsed::HeartBeat)) => {}
+                Ok(Some(Parsed::Frame(frame))) => {
+                    self.session.handle_frame(frame, now);
+                    if !self.version_set
+                        && let Some(v) = self.session.version()
+                    {
+                        self.parser.set_version(v);
+                        self.version_set = true;
+                    }
+                    if self.session.close_reason().is_some() || self.session.is_closed() {
+                        // ERROR or DISCONNECT: the client must not send more; ignore the rest.
+                        self.input_closed = true;
+                        buf.clear();
+                        break;
+                    }
+                }
+                Err(e) => {
+                    debug!(peer = %self.peer, session = self.session.id(), error = %e, "unparsable input");
+                    self.session
+                        .protocol_error(e.error_message(), &e.to_string());
+                    self.input_closed = true;
+                    buf.clear();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The next encoded frame to write.
+    pub(crate) fn poll_transmit(&mut self, now: Instant) -> Option<EncodedFrame> {
+        self.session.poll_transmit(now.into_std())
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.session.poll_timeout().map(Instant::from_std)
+    }
+
+    /// Runs the session's timers (connect timeout, heart-beats).
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.session.handle_timeout(now.into_std());
+    }
+
+    /// Whether everything the session will ever send has been polled.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.session.is_closed()
+    }
+
+    /// Whether the session is over or finishing (DISCONNECT or ERROR seen): its last frames may
+    /// still have to be flushed.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.session.close_reason().is_some() || self.session.is_closed()
+    }
+
+    /// Whether the broker dropped this session because its outbound queue overflowed.
+    pub(crate) fn dropped_as_slow_consumer(&self) -> bool {
+        self.session.close_reason() == Some(CloseReason::Error(ErrorKind::SlowConsumer))
+    }
+
+    /// Records liveness (a WebSocket ping, for example) without frame bytes.
+    pub(crate) fn note_activity(&mut self, now: Instant) {
+        self.session.note_activity(now.into_std());
+    }
+
+    /// Whether the session ended because the server is going down.
+    pub(crate) fn closed_by_shutdown(&self) -> bool {
+        self.session.close_reason() == Some(CloseReason::Error(ErrorKind::Shutdown))
+    }
+
+    /// Frames and bytes waiting in the session's outbound queue.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        (self.session.queued_frames(), self.session.queued_bytes())
+    }
+
+    /// Whether the session's outbound queue is (nearly) at its limit: the transport is not
+    /// keeping up, and the broker's slow-consumer policy is about to apply.
+    pub(crate) fn outbox_nearly_full(&self) -> bool {
+        let (max_frames, max_bytes) = self.session.outbound_limits();
+        self.session.queued_frames() >= max_frames
+            || self.session.queued_bytes() >= max_bytes - max_bytes / 4
+    }
+
+    /// The transport is gone (peer closed, I/O error, deadline): release subscriptions and
+    /// redeliver unacknowledged messages.
+    pub(crate) fn transport_closed(&mut self) {
+        if !self.session.is_closed() {
+            match self.session.close_reason() {
+                Some(CloseReason::Error(ErrorKind::SlowConsumer)) => {
+                    warn!(peer = %self.peer, session = self.session.id(), "slow consumer dropped");
+                }
+                Some(reason) => {
+                    debug!(peer = %self.peer, session = self.session.id(), ?reason, "closed before flushing")
+                }
+                None => {}
+            }
+        }
+        self.session.transport_closed();
+    }
+}
+
+impl Drop for StompConnection {
+    fn drop(&mut self) {
+        self.session.transport_closed();
+        debug!(peer = %self.peer, session = self.session.id(), reason = ?self.session.close_reason(), "session closed");
+    }
+}

@@ -1,0 +1,309 @@
+//! STOMP over a byte stream (plain TCP or TLS): read → parser → broker session → batched writes.
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::server::{ConnectionSlot, Shared};
+use crate::session::StompConnection;
+use switchboard_broker::EncodedFrame;
+
+/// Bytes reserved for one read. Small, so idle connections stay cheap; a burst grows the buffer
+/// and [`shrink_idle`] gives the memory back once it is drained.
+pub(crate) const READ_CHUNK: usize = 4 * 1024;
+/// A drained read buffer bigger than this is replaced by a fresh small one.
+const IDLE_BUFFER_MAX: usize = 16 * 1024;
+/// Most buffers handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// Releases a large read buffer once it holds no pending bytes.
+pub(crate) fn shrink_idle(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > IDLE_BUFFER_MAX {
+        *buf = BytesMut::new();
+    }
+}
+
+/// Bytes already taken from the session and waiting for the socket. The session is polled only
+/// while this is below the mark, so a client that does not read leaves its messages in the
+/// broker's bounded outbound queue, where the slow-consumer policy sees them.
+pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// Frames waiting to be written, written with vectored writes.
+#[derive(Default)]
+pub(crate) struct WriteQueue {
+    chunks: std::collections::VecDeque<Bytes>,
+    len: usize,
+}
+
+impl WriteQueue {
+    pub(crate) fn push(&mut self, b: &Bytes) {
+        if !b.is_empty() {
+            self.len += b.len();
+            self.chunks.push_back(b.clone());
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Writes what one vectored write takes; returns the number of bytes written.
+    async fn write_some<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<usize> {
+        let n = {
+            let slices: Vec<IoSlice<'_>> = self
+                .chunks
+                .iter()
+                .take(MAX_IOVECS)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            w.write_vectored(&slices).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        self.advance(n);
+        Ok(n)
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                return;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
+/// Where polled frames go: the TCP write queue, or the WebSocket connection's out queue.
+pub(crate) trait FrameSink {
+    /// Queues one encoded frame.
+    fn push_frame(&mut self, f: &EncodedFrame);
+    /// Bytes queued and not yet written.
+    fn queued_bytes(&mut self) -> usize;
+}
+
+impl FrameSink for WriteQueue {
+    fn push_frame(&mut self, f: &EncodedFrame) {
+        for c in f.chunks() {
+            self.push(c);
+        }
+    }
+    fn queued_bytes(&mut self) -> usize {
+        self.len
+    }
+}
+
+/// While the socket is not draining, how often to look again for the broker's slow-consumer
+/// decision when no wake-up announced it.
+const STALL_RECHECK: Duration = Duration::from_millis(500);
+
+/// Moves frames from a session to its transport without letting them pile up in the server.
+///
+/// Frames are polled only while the sink holds less than [`WRITE_HIGH_WATER`]; beyond that the
+/// broker's bounded outbound queue fills up, and its slow-consumer policy decides. That decision
+/// only surfaces through `poll_transmit` (which would also take a MESSAGE off the queue), so
+/// while stalled the puller polls only when it was woken although no delivery arrived since it
+/// last looked (the overflow notice), or on a periodic re-check.
+#[derive(Debug, Default)]
+pub(crate) struct Puller {
+    last_seen: Option<(usize, usize)>,
+    recheck_at: Option<Instant>,
+}
+
+impl Puller {
+    /// Pulls what fits; returns `true` when the broker dropped the session as a slow consumer.
+    pub(crate) fn pull(
+        &mut self,
+        conn: &mut StompConnection,
+        now: Instant,
+        sink: &mut impl FrameSink,
+    ) -> bool {
+        while sink.queued_bytes() < WRITE_HIGH_WATER {
+            match conn.poll_transmit(now) {
+                Some(f) => sink.push_frame(&f),
+                None => {
+                    self.last_seen = None;
+                    self.recheck_at = None;
+                    return conn.dropped_as_slow_consumer();
+                }
+            }
+        }
+        if conn.outbox_nearly_full() {
+            let seen = conn.queued();
+            if self.last_seen == Some(seen) {
+                if let Some(f) = conn.poll_transmit(now) {
+                    sink.push_frame(&f);
+                }
+                self.last_seen = None;
+            } else {
+                self.last_seen = Some(seen);
+            }
+            self.recheck_at = Some(now + STALL_RECHECK);
+        } else {
+            self.last_seen = None;
+            self.recheck_at = None;
+        }
+        conn.dropped_as_slow_consumer()
+    }
+
+    /// When to call [`Puller::pull`] again even without a wake-up.
+    pub(crate) fn timer(&self) -> Option<Instant> {
+        self.recheck_at
+    }
+}
+
+/// Serves one STOMP connection over `io` until either side closes it.
+pub(crate) async fn serve<S>(io: S, peer: SocketAddr, shared: Arc<Shared>, slot: ConnectionSlot)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let transport = slot.transport();
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut conn = StompConnection::new(
+        &shared.broker,
+        &shared.config,
+        transport,
+        peer,
+        None,
+        Instant::now(),
+    );
+    let signal = conn.signal();
+    let mut buf = BytesMut::new();
+    let mut queue = WriteQueue::default();
+    let mut puller = Puller::default();
+    let mut shutdown = shared.shutdown_signal();
+    let mut shutting_down = false;
+    let mut read_open = true;
+    // Set once the session is over: the time left to flush its last frames.
+    let mut flush_deadline: Option<Instant> = None;
+    let grace = shared.config.limits.shutdown_grace();
+    loop {
+        let now = Instant::now();
+        if puller.pull(&mut conn, now, &mut queue) {
+            // It does not read: the ERROR could not be delivered anyway.
+            break;
+        }
+        if conn.is_closed() {
+            if queue.is_empty() {
+                break;
+            }
+            flush_deadline.get_or_insert(now + grace);
+        }
+        let timer = earliest(
+            earliest(conn.poll_timeout(), flush_deadline),
+            puller.timer(),
+        );
+        let want_read = read_open && !conn.is_closed();
+        if want_read {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            r = rd.read_buf(&mut buf), if want_read => match r {
+                Ok(0) => {
+                    read_open = false;
+                    if !conn.is_closing() {
+                        debug!(%peer, session = conn.id(), "peer closed the connection");
+                        break;
+                    }
+                }
+                Ok(n) => {
+                    shared.metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    conn.receive(&mut buf, Instant::now());
+                    shrink_idle(&mut buf);
+                }
+                Err(e) => {
+                    debug!(%peer, session = conn.id(), error = %e, "read failed");
+                    break;
+                }
+            },
+            r = queue.write_some(&mut wr), if !queue.is_empty() => match r {
+                Ok(n) => {
+                    shared.metrics.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    debug!(%peer, session = conn.id(), error = %e, "write failed");
+                    break;
+                }
+            },
+            _ = signal.notified() => {}
+            _ = sleep_until_opt(timer) => {
+                let now = Instant::now();
+                if flush_deadline.is_some_and(|d| d <= now) {
+                    debug!(%peer, session = conn.id(), "could not flush the last frames in time");
+                    break;
+                }
+                conn.handle_timeout(now);
+            }
+            _ = shutdown.wait(), if !shutting_down => {
+                // The broker queues an ERROR after what is already queued; bound the wait.
+                shutting_down = true;
+                flush_deadline = Some(Instant::now() + grace);
+            }
+        }
+    }
+    conn.transport_closed();
+    let _ = tokio::time::timeout(Duration::from_millis(200), wr.shutdown()).await;
+    drop(conn);
+    drop(slot);
+}
+
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+pub(crate) async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_queue_advances_across_chunks() {
+        let mut q = WriteQueue::default();
+        q.push(&Bytes::from_static(b"abc"));
+        q.push(&Bytes::new());
+        q.push(&Bytes::from_static(b"defg"));
+        assert_eq!(q.len, 7);
+        q.advance(4);
+        assert_eq!(q.len, 3);
+        assert_eq!(q.chunks.len(), 1);
+        assert_eq!(&q.chunks[0][..], b"efg");
+        q.advance(3);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn idle_buffers_shrink() {
+        let mut b = BytesMut::with_capacity(1 << 20);
+        shrink_idle(&mut b);
+        assert_eq!(b.capacity(), 0);
+        let mut b = BytesMut::with_capacity(1 << 20);
+        b.extend_from_slice(b"x");
+        shrink_idle(&mut b);
+        assert!(b.capacity() >= 1 << 20);
+    }
+}

@@ -1,0 +1,230 @@
+//! STOMP over WebSocket (`/chat`) against an in-process server.
+
+mod common;
+
+use common::*;
+use switchboard_stomp::Command;
+
+#[tokio::test]
+async fn subprotocol_preference_and_version() {
+    let server = start(test_config()).await;
+    let (mut c, proto) = ws_connect(
+        server.http(),
+        "/chat",
+        &["v10.stomp", "v11.stomp", "v12.stomp"],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(proto.as_deref(), Some("v12.stomp"));
+    assert_eq!(c.connect().await.get("version"), Some("1.2"));
+
+    let (mut c, proto) = ws_connect(server.http(), "/chat", &["v11.stomp"], None)
+        .await
+        .unwrap();
+    assert_eq!(proto.as_deref(), Some("v11.stomp"));
+    assert_eq!(c.connect().await.get("version"), Some("1.1"));
+
+    let (mut c, proto) = ws_connect(server.http(), "/chat", &[], None).await.unwrap();
+    assert_eq!(proto, None);
+    assert_eq!(c.connect().await.get("version"), Some("1.2"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn send_via_app_receive_on_topic_across_transports() {
+    let server = start(test_config()).await;
+    let (mut ws, _) = ws_connect(server.http(), "/chat", &["v12.stomp"], None)
+        .await
+        .unwrap();
+    ws.connect().await;
+    ws.subscribe("/topic/chat", "sub-0").await;
+    let mut tcp = StompClient::tcp(server.stomp()).await;
+    tcp.connect().await;
+    tcp.subscribe("/topic/chat", "t").await;
+
+    ws.send(send_frame("/app/chat", "from the browser")).await;
+    let m = ws.recv().await;
+    assert_eq!(m.command, Command::Message);
+    assert_eq!(m.get("destination"), Some("/topic/chat"));
+    assert_eq!(&m.body[..], b"from the browser");
+    assert_eq!(&tcp.recv().await.body[..], b"from the browser");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn several_frames_per_message_and_frames_split_across_messages() {
+    let server = start(test_config()).await;
+    let (mut ws, _) = ws_connect(server.http(), "/chat", &["v12.stomp"], None)
+        .await
+        .unwrap();
+    ws.connect().await;
+    ws.subscribe("/queue/q", "s").await;
+    // Three frames in one text message.
+    let mut joined = Vec::new();
+    for body in ["a", "b", "c"] {
+        joined.extend_from_slice(&encode(&send_frame("/queue/q", body)));
+    }
+    ws.send_text(&joined).await;
+    for want in ["a", "b", "c"] {
+        assert_eq!(&ws.recv().await.body[..], want.as_bytes());
+    }
+    // One frame split over three messages, the last one binary.
+    let frame = encode(&send_frame("/queue/q", "split-up"));
+    let (x, rest) = frame.split_at(5);
+    let (y, z) = rest.split_at(rest.len() - 3);
+    ws.send_text(x).await;
+    ws.send_text(y).await;
+    ws.send_binary(z).await;
+    assert_eq!(&ws.recv().await.body[..], b"split-up");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn several_endpoint_paths() {
+    let mut config = test_config();
+    config.websocket.paths = vec!["/chat".into(), "/stomp".into()];
+    let server = start(config).await;
+    let (mut c, _) = ws_connect(server.http(), "/stomp", &["v12.stomp"], None)
+        .await
+        .unwrap();
+    c.connect().await;
+    let (status, _) = http_get(server.http(), "/elsewhere", "").await;
+    assert_eq!(status, 404);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn foreign_origin_is_rejected_with_403() {
+    let server = start(test_config()).await;
+    let err = ws_connect(
+        server.http(),
+        "/chat",
+        &["v12.stomp"],
+        Some("https://evil.example"),
+    )
+    .await
+    .err()
+    .expect("rejected");
+    assert!(err.to_string().contains("403"), "{err}");
+    // Loopback and same-origin pages are fine.
+    ws_connect(
+        server.http(),
+        "/chat",
+        &["v12.stomp"],
+        Some("http://localhost:3000"),
+    )
+    .await
+    .unwrap();
+    let same = format!("http://{}", server.http());
+    ws_connect(server.http(), "/chat", &["v12.stomp"], Some(&same))
+        .await
+        .unwrap();
+    let (_, metrics) = http_get(server.http(), "/metrics", "").await;
+    assert_eq!(
+        metric(&metrics, "switchboard_ws_origin_rejected_total"),
+        Some(1)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn configured_origins() {
+    let mut config = test_config();
+    config.websocket.allowed_origins = vec!["https://app.example".into()];
+    let server = start(config).await;
+    ws_connect(server.http(), "/chat", &[], Some("https://app.example"))
+        .await
+        .unwrap();
+    assert!(
+        ws_connect(server.http(), "/chat", &[], Some("http://localhost:1"))
+            .await
+            .is_err()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_stomp_over_websocket_gets_error_then_close() {
+    let server = start(test_config()).await;
+    let (mut ws, _) = ws_connect(server.http(), "/chat", &["v12.stomp"], None)
+        .await
+        .unwrap();
+    ws.send_text(b"HELLO\n\n\0").await;
+    match ws.next().await {
+        WsEvent::Frame(f) => assert_eq!(f.command, Command::Error),
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+    match ws.next().await {
+        WsEvent::Close(code) => assert_eq!(code, Some(1000)),
+        other => panic!("expected a close, got {other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn plain_http_endpoints() {
+    let server = start(test_config()).await;
+    let (status, body) = http_get(server.http(), "/healthz", "").await;
+    assert_eq!(status, 200);
+    assert!(body.ends_with("ok\n"), "{body}");
+    let mut c = StompClient::tcp(server.stomp()).await;
+    c.connect().await;
+    c.subscribe("/topic/t", "s").await;
+    c.send(send_frame("/topic/t", "x")).await;
+    c.recv().await;
+    let (status, text) = http_get(server.http(), "/metrics", "").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("# TYPE switchboard_sessions gauge"), "{text}");
+    assert_eq!(metric(&text, "switchboard_sessions"), Some(1), "{text}");
+    assert_eq!(
+        metric(&text, "switchboard_messages_in_total{kind=\"topic\"}"),
+        Some(1)
+    );
+    assert_eq!(
+        metric(&text, "switchboard_connections_open{transport=\"tcp\"}"),
+        Some(1)
+    );
+    let (status, _) = http_get(server.http(), "/chat", "").await;
+    assert_eq!(
+        status, 400,
+        "a plain GET on a WebSocket path is not an upgrade"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_websockets_with_1001_and_stomp_with_error() {
+    let server = start(test_config()).await;
+    let (mut ws, _) = ws_connect(server.http(), "/chat", &["v12.stomp"], None)
+        .await
+        .unwrap();
+    ws.connect().await;
+    ws.subscribe("/topic/t", "s").await;
+    let mut tcp = StompClient::tcp(server.stomp()).await;
+    tcp.connect().await;
+    // Something already queued is still delivered before the ERROR.
+    tcp.send(send_frame("/topic/t", "last words")).await;
+    assert_eq!(&ws.recv().await.body[..], b"last words");
+
+    server.stop.shutdown();
+    let e = tcp.recv().await;
+    assert_eq!(e.command, Command::Error);
+    assert!(
+        e.get("message")
+            .is_some_and(|m| m.contains("shutting down")),
+        "{e:?}"
+    );
+    tcp.expect_closed().await;
+
+    let e = ws.recv().await;
+    assert_eq!(e.command, Command::Error);
+    match ws.next().await {
+        WsEvent::Close(code) => assert_eq!(code, Some(1001)),
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    tokio::time::timeout(WAIT, server.task)
+        .await
+        .expect("run returns")
+        .unwrap();
+}
