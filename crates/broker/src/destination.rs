@@ -41,7 +41,8 @@ impl DestinationKind {
         }
     }
 
-    pub(crate) fn index(self) -> usize {
+    /// Position in [`DestinationKind::ALL`].
+    pub fn index(self) -> usize {
         self as usize
     }
 }

@@ -28,8 +28,10 @@ impl Metrics {
     pub(crate) fn message_in(&self, kind: DestinationKind) {
         inc(&self.messages_in[kind.index()]);
     }
-    pub(crate) fn message_out(&self, kind: DestinationKind) {
-        inc(&self.messages_out[kind.index()]);
+    pub(crate) fn messages_out_add(&self, kind_index: usize, n: u64) {
+        if let Some(c) = self.messages_out.get(kind_index) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
     }
     pub(crate) fn dropped(&self, n: usize) {
         if n > 0 {

@@ -54,6 +54,9 @@ struct Unacked {
 struct SubState {
     sub: Arc<Subscriber>,
     unacked: VecDeque<Unacked>,
+    /// `subscription:<id>\n\n`, the whole per-delivery head of an auto-ack first delivery:
+    /// encoded once per subscription, shared by every MESSAGE.
+    auto_head: Bytes,
 }
 
 enum TxOp {
@@ -100,6 +103,9 @@ pub struct Session {
     connect_deadline: Instant,
     heart_beat_queued: bool,
     shutdown_seen: bool,
+    /// MESSAGEs sent per destination kind since the last flush into the shared counters (one
+    /// atomic add per batch instead of per message).
+    out_counts: [u64; 4],
     close_reason: Option<CloseReason>,
 }
 
@@ -182,6 +188,7 @@ impl Session {
             connect_deadline,
             heart_beat_queued: false,
             shutdown_seen: false,
+            out_counts: [0; 4],
             close_reason: None,
             broker,
         };
@@ -361,6 +368,7 @@ impl Session {
                 None => {}
             }
             if self.state == State::Closing {
+                self.flush_counts();
                 self.state = State::Closed;
                 self.forget_session();
                 return None;
@@ -375,6 +383,7 @@ impl Session {
                     }
                 }
                 None => {
+                    self.flush_counts();
                     if self.shutdown_seen {
                         self.fail(
                             StompError::new(ErrorKind::Shutdown, "the server is going down"),
@@ -717,11 +726,20 @@ impl Session {
             ack,
             prefetch,
         ));
+        let mut auto_head = BytesMut::with_capacity(16 + id.len());
+        put_header(
+            &mut auto_head,
+            "subscription",
+            &id,
+            self.version.unwrap_or(Version::V1_2),
+        );
+        auto_head.put_u8(b'\n');
         self.subs.insert(
             key,
             SubState {
                 sub: sub.clone(),
                 unacked: VecDeque::new(),
+                auto_head: auto_head.freeze(),
             },
         );
         self.ids.insert(id, key);
@@ -1005,9 +1023,22 @@ impl Session {
             }
             return None;
         };
+        let message = delivery.message().clone();
+        self.out_counts[message.kind().index()] += 1;
+        if st.sub.ack_mode() == AckMode::Auto && !delivery.redelivered() {
+            // The common case allocates nothing: four shared pieces.
+            return Some(EncodedFrame::new(
+                FrameKind::Message,
+                [
+                    message.shared_head(version).clone(),
+                    st.auto_head.clone(),
+                    message.body().clone(),
+                    Bytes::from_static(b"\0"),
+                ],
+            ));
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let message = delivery.message().clone();
         let mut head = BytesMut::with_capacity(64 + st.sub.id().len());
         put_header(&mut head, "subscription", st.sub.id(), version);
         if st.sub.ack_mode() != AckMode::Auto {
@@ -1024,7 +1055,6 @@ impl Session {
         if st.sub.ack_mode() != AckMode::Auto {
             st.unacked.push_back(Unacked { seq, delivery });
         }
-        self.broker.metrics.message_out(message.kind());
         Some(EncodedFrame::new(
             FrameKind::Message,
             [
@@ -1148,6 +1178,15 @@ impl Session {
         self.ids.clear();
     }
 
+    fn flush_counts(&mut self) {
+        for (i, n) in self.out_counts.iter_mut().enumerate() {
+            if *n > 0 {
+                self.broker.metrics.messages_out_add(i, *n);
+                *n = 0;
+            }
+        }
+    }
+
     fn forget_session(&mut self) {
         if let Ok(mut s) = self.broker.sessions.lock() {
             s.remove(&self.number);
@@ -1165,6 +1204,7 @@ enum Reply {
 impl Drop for Session {
     fn drop(&mut self) {
         self.transport_closed();
+        self.flush_counts();
         if self.counted {
             self.broker
                 .metrics
