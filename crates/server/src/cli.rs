@@ -12,7 +12,15 @@ use crate::config::{Config, ConfigError, Listen, TlsFiles};
 /// on 127.0.0.1:8080 and STOMP over TCP on 127.0.0.1:61613. Logging follows `RUST_LOG`
 /// (default `info`), e.g. `RUST_LOG=switchboard_server=debug`.
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about, long_about = None)]
+#[command(
+    name = "switchboard",
+    version,
+    about,
+    long_about = None,
+    after_help = "With no flags: HTTP (/healthz, /metrics, WebSocket /chat) on 127.0.0.1:8080 and \
+                  STOMP on 127.0.0.1:61613.\nLogging follows RUST_LOG (default `info`), e.g. \
+                  RUST_LOG=switchboard_server=debug."
+)]
 pub struct Cli {
     /// HTTP/WebSocket listener address, or `off` [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR|off")]
