@@ -256,11 +256,32 @@ where
             }
         }
     }
+    let lingering = read_open && conn.is_closed() && !conn.dropped_as_slow_consumer();
     conn.transport_closed();
-    let _ = tokio::time::timeout(Duration::from_millis(200), wr.shutdown()).await;
     drop(conn);
+    let _ = tokio::time::timeout(Duration::from_millis(200), wr.shutdown()).await;
+    if lingering {
+        // Closing with unread input makes the kernel send RST, which can destroy the ERROR or
+        // RECEIPT just written before the client reads it. Read and discard briefly instead.
+        let _ = tokio::time::timeout(LINGER, async {
+            let mut discarded = 0;
+            let mut sink = [0u8; 1024];
+            while discarded < LINGER_MAX_BYTES {
+                match rd.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => discarded += n,
+                }
+            }
+        })
+        .await;
+    }
     drop(slot);
 }
+
+/// How long a closing connection keeps reading (and discarding) after its last frame.
+const LINGER: Duration = Duration::from_millis(500);
+/// How much a closing connection reads (and discards) at most.
+const LINGER_MAX_BYTES: usize = 64 * 1024;
 
 pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
