@@ -282,3 +282,37 @@ async fn client_that_never_reads_is_dropped_and_others_are_unaffected() {
     lazy.expect_closed().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn connection_limit_refuses_extra_connections() {
+    let mut config = test_config();
+    config.limits.max_connections = 2;
+    let server = start(config).await;
+    let mut a = StompClient::tcp(server.stomp()).await;
+    a.connect().await;
+    let mut b = StompClient::tcp(server.stomp()).await;
+    b.connect().await;
+    let mut c = StompClient::tcp(server.stomp()).await;
+    c.expect_closed().await;
+    drop(a);
+    // The slot comes back once the first connection is gone.
+    let mut d = None;
+    for _ in 0..100 {
+        let mut t = StompClient::tcp(server.stomp()).await;
+        t.send(
+            Frame::new(Command::Connect)
+                .header("accept-version", "1.2")
+                .header("host", "x"),
+        )
+        .await;
+        if let Some(f) = t.try_recv().await {
+            d = Some(f);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(d.map(|f| f.command), Some(Command::Connected));
+    let (_, metrics) = http_get(server.http(), "/metrics", "").await;
+    assert!(metric(&metrics, "switchboard_connections_refused_total").unwrap_or(0) >= 1);
+    server.shutdown().await;
+}
