@@ -38,6 +38,41 @@
 //! - `/app...`: SENDs go to handlers registered with [`BrokerBuilder::handler`], else through
 //!   `app_mappings` (default `/app/X` → `/topic/X`).
 //!
+//! # Acknowledgements
+//! - `auto`: consumed when the session hands the MESSAGE to the transport.
+//! - `client` (cumulative per subscription) and `client-individual`: MESSAGEs carry an opaque
+//!   `ack` header (every version); ACK/NACK name it with `id` (1.2), `message-id` +
+//!   `subscription` (1.1) or `message-id` (1.0; NACK does not exist there).
+//! - Queue messages NACKed, or unacknowledged when their subscription or session goes away, are
+//!   redelivered with `redelivered:true`, round-robin (so usually to another consumer).
+//! - `prefetch-count` caps unacknowledged messages per client-ack subscription (default and cap:
+//!   `max_unacked_per_subscription`). A queue keeps messages for a consumer without credit; a
+//!   topic (fan-out) subscription without credit misses the message (`messages_dropped`).
+//! - Transactions buffer SEND/ACK/NACK until COMMIT, which applies them in order; ABORT,
+//!   DISCONNECT and connection loss discard them. A COMMIT is not all-or-nothing if one of its
+//!   SENDs fails (e.g. queue full): the ones before it stay published, and the session gets an
+//!   ERROR.
+//!
+//! # Driving a session from a transport
+//! ```text
+//! let mut session = broker.open_session(now);            // one per connection
+//! let signal = session.signal();                          // cloneable, 'static
+//! loop {
+//!     select! {
+//!         bytes = socket.read()      => { session.note_activity(now);
+//!                                         for frame in parser.parse(bytes) { session.handle_frame(frame, now) }
+//!                                         // after CONNECTED: parser.set_version(session.version())
+//!                                         // parse error: session.protocol_error(msg, detail) }
+//!         _ = signal.notified()      => {}
+//!         _ = sleep_until(session.poll_timeout()) => session.handle_timeout(now),
+//!     }
+//!     while let Some(frame) = session.poll_transmit(now) { write_buf.extend(frame.chunks()) }
+//!     socket.write_all(write_buf);                        // one write per batch
+//!     if session.is_closed() { flush; linger; close; break }
+//! }
+//! // socket error/EOF: drop the session (or call session.transport_closed()).
+//! ```
+//!
 //! # Limits (defaults)
 //! See [`Limits`]: 10 000 connections, 1 024 subscriptions per session, 10 000 pending messages
 //! per queue, 4 096 frames / 8 MiB per outbound queue, 1 024 unacked per subscription, 64
