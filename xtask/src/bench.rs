@@ -1,7 +1,8 @@
 //! `cargo xtask bench [FILTER] [--bench NAME]... [--report-only] [--markdown]`
+//! `cargo xtask bench --icount [FILTER] [--markdown]`
 //!
 //! Runs the criterion benches of `switchboard-bench` (every file in crates/bench/benches/, or the
-//! `--bench` ones), then reads criterion's results under `target/criterion/` and prints, per
+//! `--bench` ones), then reads criterion's results (kept in `target/xtask/criterion/`) and prints, per
 //! group, a table of throughput per input and library with the ratio `switchboard / peer`
 //! (> 1 means switchboard is faster).
 //!
@@ -13,6 +14,12 @@
 //! Only results written by this run are shown (so stale results of renamed benches never mix
 //! in); `--report-only` skips running and shows everything found. Values are criterion's median
 //! estimates.
+//!
+//! `--icount` instead counts instructions with valgrind (cachegrind, no cache simulation) for
+//! the WebSocket decode and encode paths (`ws_icount` in crates/bench): each path runs 1 and
+//! 1 + N iterations and the difference / N is reported as instructions per payload byte. Counts
+//! hold still on a loaded shared machine where wall-clock times do not; they do not weigh SIMD
+//! or cache misses, so read them beside the criterion times, not instead of them.
 
 use crate::Result;
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +28,11 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 const USAGE: &str =
-    "usage: cargo xtask bench [FILTER] [--bench NAME]... [--report-only] [--markdown]";
+    "usage: cargo xtask bench [FILTER] [--bench NAME]... [--report-only] [--markdown]
+       cargo xtask bench --icount [FILTER] [--markdown]";
+
+/// Extra iterations in `--icount` runs (the count is (I(1 + N) - I(1)) / N).
+const ICOUNT_ITERS: u64 = 4;
 
 /// The name of our library in benchmark function ids.
 const OURS: &str = "switchboard";
@@ -31,12 +42,14 @@ pub fn run(args: &[String]) -> Result {
     let mut benches = Vec::new();
     let mut report_only = false;
     let mut markdown = false;
+    let mut icount = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--bench" => benches.push(it.next().ok_or(USAGE)?.clone()),
             "--report-only" => report_only = true,
             "--markdown" => markdown = true,
+            "--icount" => icount = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -46,12 +59,16 @@ pub fn run(args: &[String]) -> Result {
             s => return Err(format!("unexpected argument `{s}`\n{USAGE}").into()),
         }
     }
+    if icount {
+        return run_icount(filter.as_deref(), markdown);
+    }
     if benches.is_empty() {
         benches = bench_targets()?;
     }
     let started = SystemTime::now();
     if !report_only {
         let mut cmd = crate::cargo();
+        cmd.env("CRITERION_HOME", criterion_dir());
         cmd.args(["bench", "-p", "switchboard-bench"]);
         for b in &benches {
             cmd.args(["--bench", b]);
@@ -89,11 +106,11 @@ fn bench_targets() -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Where our runs keep criterion's results: `target/xtask/criterion` (criterion reads
+/// `CRITERION_HOME`), apart from `target/criterion`, so a `cargo bench` someone runs at the same
+/// time on the same machine does not land in our table.
 fn criterion_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::project_root().join("target"))
-        .join("criterion")
+    crate::xtask_dir().join("criterion")
 }
 
 /// What one benchmark measured.
@@ -102,9 +119,11 @@ struct Measurement {
     group: String,
     function: String,
     input: String,
-    /// Median time per iteration, in nanoseconds.
+    /// Median time per iteration, in nanoseconds (or instructions, if `instructions`).
     ns: f64,
     throughput: Option<(ThroughputKind, f64)>,
+    /// `ns` counts instructions (`--icount`), not nanoseconds.
+    instructions: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,6 +148,12 @@ impl Measurement {
     }
 
     fn display(&self) -> String {
+        if self.instructions {
+            return match self.throughput {
+                Some((_, per_iter)) if per_iter > 0.0 => format!("{:.3} i/B", self.ns / per_iter),
+                _ => format!("{:.0} i", self.ns),
+            };
+        }
         match (self.throughput, self.rate()) {
             (Some((ThroughputKind::Bytes, _)), Some(r)) => format_bytes_rate(r),
             (Some((ThroughputKind::Elements, _)), Some(r)) => format!("{:.2} Melem/s", r / 1e6),
@@ -254,7 +279,102 @@ fn parse_measurement(
         input,
         ns,
         throughput,
+        instructions: false,
     })
+}
+
+/// `--icount`: instruction counts of the `ws_icount` matrix under cachegrind.
+fn run_icount(filter: Option<&str>, markdown: bool) -> Result {
+    let valgrind_ok = std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !valgrind_ok {
+        return Err("--icount needs valgrind (apt-get install valgrind)".into());
+    }
+    crate::exec(crate::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "switchboard-bench",
+        "--bin",
+        "ws_icount",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::project_root().join("target"));
+    let bin = target.join("release/ws_icount");
+    let list = std::process::Command::new(&bin).arg("list").output()?;
+    let list = String::from_utf8(list.stdout)?;
+    let mut results = Vec::new();
+    for line in list.lines() {
+        let [what, lib, size, bytes] = line.split_whitespace().collect::<Vec<_>>()[..] else {
+            continue;
+        };
+        let input = size_label(size.parse().unwrap_or(0));
+        let id = format!("ws_icount_{what}/{lib}/{input}");
+        if filter.is_some_and(|f| !id.contains(f)) {
+            continue;
+        }
+        let count = |iters: u64| instructions(&bin, &[what, lib, size, &iters.to_string()]);
+        let per_iter = (count(1 + ICOUNT_ITERS)? - count(1)?) as f64 / ICOUNT_ITERS as f64;
+        eprintln!("xtask bench: {id}: {per_iter:.0} instructions per iteration");
+        results.push(Measurement {
+            group: format!("ws_icount_{what}"),
+            function: lib.to_owned(),
+            input,
+            ns: per_iter.max(1.0),
+            throughput: Some((ThroughputKind::Bytes, bytes.parse().unwrap_or(0.0))),
+            instructions: true,
+        });
+    }
+    if results.is_empty() {
+        return Err("the filter matched no ws_icount path".into());
+    }
+    print!("{}", render(&results, markdown));
+    Ok(())
+}
+
+/// Instructions executed by `bin args` (cachegrind's "I refs").
+fn instructions(bin: &Path, args: &[&str]) -> Result<u64> {
+    let out = std::process::Command::new("valgrind")
+        .args([
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            "--cachegrind-out-file=/dev/null",
+        ])
+        .arg(bin)
+        .args(args)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!(
+            "valgrind {} {}: {}\n{stderr}",
+            bin.display(),
+            args.join(" "),
+            out.status
+        )
+        .into());
+    }
+    stderr
+        .lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once("I")?;
+            let rest = rest.trim_start().strip_prefix("refs:")?;
+            rest.trim().replace(',', "").parse().ok()
+        })
+        .ok_or_else(|| format!("no \"I refs\" in valgrind's output:\n{stderr}").into())
+}
+
+/// `16B`, `1KiB`, `1MiB` (as the benches label sizes).
+fn size_label(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{}MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{}KiB", n >> 10)
+    } else {
+        format!("{n}B")
+    }
 }
 
 /// Sort key for inputs: a text prefix, then the size its `<n>B|KiB|MiB|GiB` part names, so
@@ -331,10 +451,19 @@ fn render(results: &[Measurement], markdown: bool) -> String {
             }
             rows.push(row);
         }
-        let note = if functions.iter().any(|f| f == OURS) && functions.len() > 1 {
-            " — median; (Nx) = switchboard / that column, > 1 means switchboard is faster"
-        } else {
-            " — median"
+        let instr = ms.iter().any(|m| m.instructions);
+        let note = match (
+            functions.iter().any(|f| f == OURS) && functions.len() > 1,
+            instr,
+        ) {
+            (true, false) => {
+                " — median; (Nx) = switchboard / that column, > 1 means switchboard is faster"
+            }
+            (true, true) => {
+                " — instructions per payload byte; (Nx) = that column / switchboard, > 1 means switchboard runs fewer"
+            }
+            (false, false) => " — median",
+            (false, true) => " — instructions per payload byte",
         };
         if markdown {
             let _ = writeln!(out, "\n**{group}**{note}\n");
@@ -589,6 +718,12 @@ mod tests {
             ns: 0.5e6,
             ..theirs.clone()
         };
+        let icount = Measurement {
+            instructions: true,
+            ..theirs.clone()
+        };
+        assert_eq!(icount.display(), "0.954 i/B");
+        assert_eq!(size_label(65536), "64KiB");
         assert!((ours.ratio_over(&theirs) - 2.0).abs() < 1e-9);
         let mut inputs = vec!["1MiB", "16B", "64KiB", "125B", "1KiB"];
         inputs.sort_by_key(|s| input_key(s));
