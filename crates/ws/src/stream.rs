@@ -446,10 +446,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// Queues a message, waiting while the send buffer is full, without flushing.
     pub async fn feed(&mut self, msg: Message) -> Result<(), Error> {
+        let mut msg = Some(msg);
         poll_fn(|cx| {
             let mut c = lock(&self.core);
             ready!(c.poll_send_ready(cx))?;
-            Poll::Ready(c.conn.send(msg.clone()))
+            match msg.take() {
+                Some(m) => Poll::Ready(c.conn.send(m)),
+                None => Poll::Ready(Ok(())),
+            }
         })
         .await
     }
