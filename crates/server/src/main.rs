@@ -54,8 +54,11 @@ fn main() -> ExitCode {
         let handle = server.shutdown_handle();
         tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!("signal received; shutting down");
+            tracing::info!("signal received; shutting down (again to exit at once)");
             handle.shutdown();
+            wait_for_signal().await;
+            tracing::warn!("second signal: exiting without waiting for connections");
+            std::process::exit(130);
         });
         server.run().await;
         ExitCode::SUCCESS
