@@ -156,12 +156,14 @@ impl Model {
 
     fn pump(&mut self) {
         let now = self.now;
+        // First forget what closing clients held: the broker has already requeued it (even if
+        // the client has not read its ERROR yet), and another client may receive it below.
         for i in 0..CLIENTS {
             if self.clients[i].as_ref().is_some_and(|c| !c.session.is_connected()) {
-                // Closing or closed (ERROR, DISCONNECT, timeout): the broker has already
-                // requeued what this client held, even if the client has not read the ERROR.
                 self.closed(i);
             }
+        }
+        for i in 0..CLIENTS {
             let Some(c) = self.clients[i].as_mut() else { continue };
             let (max_frames, max_bytes) = c.session.outbound_limits();
             assert!(c.session.queued_frames() <= max_frames, "outbox frames over the limit");
