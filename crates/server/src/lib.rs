@@ -28,6 +28,25 @@
 //! ```
 //!
 //! Configuration: see [`config`] for the TOML file and every default.
+//!
+//! Application handlers (the `@MessageMapping` equivalent) go on the broker:
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use switchboard_server::{Config, Server, broker_builder};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::default();
+//! let broker = broker_builder(&config)
+//!     .handler("/app/shout", |msg, ctx| {
+//!         let loud = String::from_utf8_lossy(msg.body).to_uppercase();
+//!         ctx.publish("/topic/shouts", msg.headers, Bytes::from(loud))?;
+//!         Ok(())
+//!     })
+//!     .build();
+//! Server::bind_with_broker(config, broker).await?.run().await;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -46,6 +65,7 @@ use std::fmt::Write as _;
 
 pub use config::Config;
 pub use server::{BoundAddrs, Server, ServerError, ShutdownHandle};
+pub use session::broker_builder;
 pub use websocket::SUBPROTOCOLS;
 
 /// Renders `/metrics`: the server's counters, then the broker's.

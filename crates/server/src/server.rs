@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use switchboard_broker::Broker;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
@@ -126,7 +127,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) metrics: ServerMetrics,
     pub(crate) connections: Connections,
-    pub(crate) broker: switchboard_broker::Broker,
+    pub(crate) broker: Broker,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -213,8 +214,18 @@ async fn bind_one(what: &'static str, addr: SocketAddr) -> Result<TcpListener, S
 
 impl Server {
     /// Validates the configuration, loads TLS material and binds every listener that is not
-    /// `off`. Nothing is accepted until [`Server::run`].
+    /// `off`. Nothing is accepted until [`Server::run`]. The embedded broker is built from the
+    /// configuration ([`broker_builder`](crate::broker_builder)).
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let broker = crate::session::broker_builder(&config).build();
+        Server::bind_with_broker(config, broker).await
+    }
+
+    /// Like [`Server::bind`], with a broker of your own — typically
+    /// `switchboard_server::broker_builder(&config)` plus application handlers
+    /// (`.handler("/app/chat", ...)`), or another backend. The broker's own configuration
+    /// (limits, heart-beats, prefixes) is used as it is.
+    pub async fn bind_with_broker(config: Config, broker: Broker) -> Result<Server, ServerError> {
         config.validate()?;
         let (http_tls, stomp_tls_acceptor) = match &config.tls {
             Some(files) => (
@@ -243,7 +254,6 @@ impl Server {
         addrs.stomp = stomp.as_ref().and_then(|l| l.local_addr().ok());
         addrs.stomp_tls = stomp_tls.as_ref().and_then(|l| l.local_addr().ok());
         let (tx, rx) = watch::channel(false);
-        let broker = crate::session::build_broker(&config);
         let shared = Arc::new(Shared {
             config,
             metrics: ServerMetrics::default(),
@@ -261,6 +271,11 @@ impl Server {
             addrs,
             shutdown_tx: Arc::new(tx),
         })
+    }
+
+    /// The broker, e.g. to publish from outside any session (`broker().publish(...)`).
+    pub fn broker(&self) -> &Broker {
+        &self.shared.broker
     }
 
     /// The bound addresses.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use switchboard_broker::{
-    AppMapping, Broker, BrokerConfig, CloseReason, EncodedFrame, ErrorKind, HeartBeat,
-    OutboundSignal, Session, SessionOptions, StaticUsers,
+    AppMapping, Broker, BrokerBuilder, BrokerConfig, CloseReason, EncodedFrame, ErrorKind,
+    HeartBeat, OutboundSignal, Session, SessionOptions, StaticUsers,
 };
 use switchboard_stomp::{Limits as StompLimits, Parsed, Parser, Version};
 use tokio::time::Instant;
@@ -17,8 +17,10 @@ use tracing::{debug, warn};
 use crate::config::Config;
 use crate::metrics::Transport;
 
-/// Builds the embedded broker from the server configuration.
-pub(crate) fn build_broker(config: &Config) -> Broker {
+/// A broker builder configured from the server configuration (limits, heart-beats, app prefix
+/// mappings, static users); add application handlers and `build()` it, then hand the broker to
+/// [`Server::bind_with_broker`](crate::Server::bind_with_broker).
+pub fn broker_builder(config: &Config) -> BrokerBuilder {
     let l = &config.limits;
     let mut bc = BrokerConfig {
         heart_beat: HeartBeat {
@@ -43,7 +45,7 @@ pub(crate) fn build_broker(config: &Config) -> Broker {
     bc.limits.max_pending_per_queue = l.max_pending_per_queue;
     let builder = Broker::builder(bc);
     if config.users.is_empty() {
-        builder.build()
+        builder
     } else {
         let users = StaticUsers::new(
             config
@@ -51,7 +53,7 @@ pub(crate) fn build_broker(config: &Config) -> Broker {
                 .iter()
                 .map(|u| (u.login.clone(), u.passcode.clone())),
         );
-        builder.authenticator(Arc::new(users)).build()
+        builder.authenticator(Arc::new(users))
     }
 }
 
