@@ -228,3 +228,45 @@ async fn graceful_shutdown_closes_websockets_with_1001_and_stomp_with_error() {
         .expect("run returns")
         .unwrap();
 }
+
+/// A WebSocket subscriber that never reads is dropped as a slow consumer; a TCP subscriber of
+/// the same topic gets every message.
+#[tokio::test]
+async fn websocket_client_that_never_reads_is_dropped() {
+    let mut config = test_config();
+    config.limits.outbound_queue_frames = 16;
+    config.limits.outbound_queue_bytes = 256 * 1024;
+    config.limits.max_frame_size = 64 * 1024;
+    let server = start(config).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let tcp = socket.connect(server.http()).await.unwrap();
+    let (mut lazy, _) = ws_connect_over(tcp, server.http(), "/chat", &["v12.stomp"], None)
+        .await
+        .unwrap();
+    lazy.connect().await;
+    lazy.subscribe("/topic/firehose", "lazy").await;
+    let mut reader = StompClient::tcp(server.stomp()).await;
+    reader.connect().await;
+    reader.subscribe("/topic/firehose", "reader").await;
+    let mut publisher = StompClient::tcp(server.stomp()).await;
+    publisher.connect().await;
+    let body = bytes::Bytes::from(vec![b'x'; 64 * 1024 - 64]);
+    for i in 0..512 {
+        publisher
+            .send(
+                switchboard_stomp::Frame::new(Command::Send)
+                    .header("destination", "/topic/firehose")
+                    .body(body.clone()),
+            )
+            .await;
+        assert_eq!(reader.recv().await.command, Command::Message, "message {i}");
+    }
+    let (_, metrics) = http_get(server.http(), "/metrics", "").await;
+    assert_eq!(
+        metric(&metrics, "switchboard_errors_total{kind=\"slow_consumer\"}"),
+        Some(1),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}

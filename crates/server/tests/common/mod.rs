@@ -181,6 +181,16 @@ pub async fn ws_connect(
     origin: Option<&str>,
 ) -> Result<(WsStompClient, Option<String>), switchboard_ws::Error> {
     let tcp = TcpStream::connect(addr).await.expect("tcp connect");
+    ws_connect_over(tcp, addr, path, protocols, origin).await
+}
+
+pub async fn ws_connect_over(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    protocols: &[&str],
+    origin: Option<&str>,
+) -> Result<(WsStompClient, Option<String>), switchboard_ws::Error> {
     let mut req = ClientRequest::new(addr.to_string(), path).protocols(protocols.iter().copied());
     if let Some(o) = origin {
         req = req.header("Origin", o);
