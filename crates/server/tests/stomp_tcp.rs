@@ -272,12 +272,9 @@ async fn client_that_never_reads_is_dropped_and_others_are_unaffected() {
         assert_eq!(m.get("seq"), Some(i.to_string().as_str()));
     }
 
-    let (_, metrics) = http_get(server.http(), "/metrics", "").await;
-    assert_eq!(
-        metric(&metrics, "switchboard_errors_total{kind=\"slow_consumer\"}"),
-        Some(1),
-        "{metrics}"
-    );
+    let sample = "switchboard_errors_total{kind=\"slow_consumer\"}";
+    let metrics = wait_for_metric(server.http(), sample, 1).await;
+    assert_eq!(metric(&metrics, sample), Some(1), "{metrics}");
     // The lazy client's connection was closed: draining it reaches EOF.
     lazy.expect_closed().await;
     server.shutdown().await;

@@ -262,11 +262,8 @@ async fn websocket_client_that_never_reads_is_dropped() {
             .await;
         assert_eq!(reader.recv().await.command, Command::Message, "message {i}");
     }
-    let (_, metrics) = http_get(server.http(), "/metrics", "").await;
-    assert_eq!(
-        metric(&metrics, "switchboard_errors_total{kind=\"slow_consumer\"}"),
-        Some(1),
-        "{metrics}"
-    );
+    let sample = "switchboard_errors_total{kind=\"slow_consumer\"}";
+    let metrics = wait_for_metric(server.http(), sample, 1).await;
+    assert_eq!(metric(&metrics, sample), Some(1), "{metrics}");
     server.shutdown().await;
 }

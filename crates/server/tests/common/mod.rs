@@ -326,3 +326,15 @@ pub fn metric(text: &str, sample: &str) -> Option<u64> {
             .ok()
     })
 }
+
+/// Polls `/metrics` until `sample` reads `want` (bounded by [`WAIT`]); returns the last text.
+pub async fn wait_for_metric(addr: SocketAddr, sample: &str, want: u64) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, text) = http_get(addr, "/metrics", "").await;
+        if metric(&text, sample) == Some(want) || tokio::time::Instant::now() >= deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
