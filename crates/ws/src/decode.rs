@@ -325,7 +325,7 @@ fn parse_close(payload: Bytes) -> Result<Option<CloseFrame>, Error> {
                 return Err(Error::InvalidCloseCode(code.0));
             }
             let reason = payload.slice(2..);
-            if std::str::from_utf8(&reason).is_err() {
+            if crate::utf8::validate(&reason).is_err() {
                 return Err(Error::InvalidUtf8);
             }
             Ok(Some(CloseFrame {

@@ -7,8 +7,8 @@ use std::fmt;
 /// Bytes known to be valid UTF-8: the payload of a text message, zero-copy.
 ///
 /// The decoder validated the bytes, so [`Utf8Bytes::as_bytes`] is free. Without `unsafe` the
-/// crate cannot hand out a `&str` without checking again: [`Utf8Bytes::as_str`] re-runs
-/// `std::str::from_utf8` (fast, but O(n)); use [`Utf8Bytes::as_bytes`] where bytes suffice.
+/// crate cannot hand out a `&str` without checking again: [`Utf8Bytes::as_str`] re-runs a SIMD
+/// UTF-8 check (fast, but O(n)); use [`Utf8Bytes::as_bytes`] where bytes suffice.
 #[derive(Clone, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Utf8Bytes(Bytes);
 
@@ -37,7 +37,7 @@ impl Utf8Bytes {
 
     /// The text. Re-validates (O(n), never fails); see the type docs.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        simdutf8::basic::from_utf8(&self.0).unwrap_or_default()
     }
 
     /// The underlying `Bytes` (free).

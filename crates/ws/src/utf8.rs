@@ -3,9 +3,9 @@
 //! A text message may arrive in many fragments, and each fragment in many reads; a code point may
 //! be split anywhere. [`Utf8Validator`] carries at most 3 bytes of an incomplete code point between
 //! calls and reports an error as soon as a byte sequence can no longer become valid UTF-8 (not at
-//! message end), which is what RFC 6455 §8.1 and Autobahn's 6.4.* cases ask for. Complete runs
-//! are checked with `std::str::from_utf8` (with its ASCII fast path); its `error_len()` tells an
-//! invalid sequence (`Some`) from a truncated one (`None`).
+//! message end), which is what RFC 6455 §8.1 and Autobahn's 6.4.* cases ask for. A chunk is
+//! split before a trailing incomplete code point; the body is checked in one pass with
+//! `simdutf8` (SIMD, runtime CPU detection) and the ≤ 3-byte tail must be a valid prefix.
 
 /// Error: the bytes are not, and can never become, valid UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,29 @@ fn seq_len(b: u8) -> usize {
     }
 }
 
+/// Where a code point that starts in the last 3 bytes of `data` but does not end in it begins
+/// (`data.len()` if there is none).
+#[inline]
+fn incomplete_tail_start(data: &[u8]) -> usize {
+    let len = data.len();
+    for j in (len.saturating_sub(3)..len).rev() {
+        let b = data[j];
+        if b & 0xc0 != 0x80 {
+            let w = seq_len(b);
+            return if w > 1 && j + w > len { j } else { len };
+        }
+    }
+    len
+}
+
+/// Validates a complete byte string (SIMD where available).
+#[inline]
+pub fn validate(data: &[u8]) -> Result<(), InvalidUtf8> {
+    simdutf8::basic::from_utf8(data)
+        .map(|_| ())
+        .map_err(|_| InvalidUtf8)
+}
+
 impl Utf8Validator {
     /// A validator at the start of a message.
     pub fn new() -> Self {
@@ -47,6 +70,7 @@ impl Utf8Validator {
     }
 
     /// Feeds the next bytes. Fails as soon as the data cannot be a prefix of valid UTF-8.
+    #[inline]
     pub fn feed(&mut self, mut data: &[u8]) -> Result<(), InvalidUtf8> {
         if self.tail_len > 0 {
             let have = self.tail_len as usize;
@@ -66,19 +90,22 @@ impl Utf8Validator {
             self.tail_len = 0;
             data = &data[take..];
         }
-        match std::str::from_utf8(data) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                if e.error_len().is_some() {
-                    return Err(InvalidUtf8);
-                }
-                let rest = &data[e.valid_up_to()..];
-                // from_utf8 reports `None` only for a truncated valid prefix: at most 3 bytes.
-                self.tail[..rest.len()].copy_from_slice(rest);
-                self.tail_len = rest.len() as u8;
-                Ok(())
-            }
+        // Split off a trailing incomplete code point (at most 3 bytes), validate the body in one
+        // SIMD pass, and check that the tail is a valid prefix (fail fast) before carrying it.
+        let cut = incomplete_tail_start(data);
+        if simdutf8::basic::from_utf8(&data[..cut]).is_err() {
+            return Err(InvalidUtf8);
         }
+        let rest = &data[cut..];
+        if !rest.is_empty() {
+            match std::str::from_utf8(rest) {
+                Err(e) if e.error_len().is_none() && e.valid_up_to() == 0 => {}
+                _ => return Err(InvalidUtf8),
+            }
+            self.tail[..rest.len()].copy_from_slice(rest);
+            self.tail_len = rest.len() as u8;
+        }
+        Ok(())
     }
 
     /// Feeds the last bytes of a message: also fails if a code point is left incomplete.
@@ -152,5 +179,32 @@ mod tests {
         assert_eq!(v.finish(&[]), Err(InvalidUtf8));
         // and the validator is reusable afterwards
         assert_eq!(v.finish(b"ok"), Ok(()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_split_agrees_with_std(
+            bytes in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::any::<u8>(),
+                proptest::sample::select(vec![0x80u8, 0xbf, 0xc2, 0xe0, 0xed, 0xf0, 0xf4, b'a']),
+            ], 0..40),
+            text in ".{0,20}",
+            cuts in proptest::collection::vec(0usize..60, 0..6),
+        ) {
+            for data in [bytes.clone(), text.into_bytes()] {
+                let expect = std::str::from_utf8(&data).is_ok();
+                let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+                cuts.sort();
+                let mut v = Utf8Validator::new();
+                let mut prev = 0;
+                let mut ok = true;
+                for c in cuts {
+                    if v.feed(&data[prev..c]).is_err() { ok = false; break; }
+                    prev = c;
+                }
+                let ok = ok && v.finish(&data[prev..]).is_ok();
+                proptest::prop_assert_eq!(ok, expect, "{:x?}", data);
+            }
+        }
     }
 }
