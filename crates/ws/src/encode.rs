@@ -2,7 +2,7 @@
 
 use crate::deflate::Deflater;
 use crate::frame::{MAX_HEADER_LEN, Opcode, encode_header};
-use crate::mask::apply_mask;
+use crate::mask::{apply_mask, mask_copy};
 use crate::{Error, Role};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -154,6 +154,9 @@ pub struct Encoder {
     role: Role,
     deflater: Option<Deflater>,
     scratch: Vec<u8>,
+    /// Client masking keys: a ChaCha12 CSPRNG seeded from the thread RNG (RFC 6455 §5.3 asks for
+    /// unpredictable keys), kept per encoder so each key costs a buffered read, not a TLS lookup.
+    rng: Option<rand::rngs::StdRng>,
 }
 
 /// A payload to encode: borrowed (copied into the queue) or shared (`Bytes`, queued zero-copy
@@ -178,10 +181,15 @@ impl Payload<'_> {
 impl Encoder {
     /// An encoder for `role`, without compression.
     pub fn new(role: Role) -> Self {
+        let rng = match role {
+            Role::Client => Some(rand::SeedableRng::from_rng(&mut rand::rng())),
+            Role::Server => None,
+        };
         Encoder {
             role,
             deflater: None,
             scratch: Vec::new(),
+            rng,
         }
     }
 
@@ -260,13 +268,13 @@ impl Encoder {
         let mut hdr = [0u8; MAX_HEADER_LEN];
         match self.role {
             Role::Client => {
-                let key: [u8; 4] = rand::random();
+                let key: [u8; 4] = match &mut self.rng {
+                    Some(r) => rand::Rng::random(r),
+                    None => rand::random(),
+                };
                 let n = encode_header(&mut hdr, fin, rsv1, opcode, Some(key), data.len() as u64);
                 out.push_slice(&hdr[..n]);
-                out.push_with(data.len(), |dst| {
-                    dst.copy_from_slice(data);
-                    apply_mask(dst, key);
-                });
+                out.push_with(data.len(), |dst| mask_copy(dst, data, key));
             }
             Role::Server => {
                 let n = encode_header(&mut hdr, fin, rsv1, opcode, None, data.len() as u64);

@@ -36,6 +36,26 @@ pub fn apply_mask_offset(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
+/// Writes `src` XOR `key` into `dst` (same length) in one pass: masking while copying, as a
+/// client does when it writes a frame.
+#[inline]
+pub fn mask_copy(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    let k = [
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ];
+    let k64 = u64::from_ne_bytes(k);
+    let (dc, dr) = dst.as_chunks_mut::<8>();
+    let (sc, sr) = src.as_chunks::<8>();
+    for (d, s) in dc.iter_mut().zip(sc) {
+        *d = (u64::from_ne_bytes(*s) ^ k64).to_ne_bytes();
+    }
+    for ((d, s), m) in dr.iter_mut().zip(sr).zip(key.iter().cycle()) {
+        *d = s ^ m;
+    }
+}
+
 /// The byte-at-a-time reference implementation (used by tests and fuzzing to check the fast one).
 pub fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, b) in buf.iter_mut().enumerate() {
@@ -84,6 +104,18 @@ mod tests {
         }
         assert_eq!(off, 1000);
         assert_eq!(whole, parts);
+    }
+
+    #[test]
+    fn mask_copy_matches_in_place() {
+        for len in 0..40 {
+            let src: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut a = src.clone();
+            apply_mask(&mut a, [5, 6, 7, 8]);
+            let mut b = vec![0; len];
+            mask_copy(&mut b, &src, [5, 6, 7, 8]);
+            assert_eq!(a, b);
+        }
     }
 
     #[test]
