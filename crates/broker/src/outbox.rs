@@ -198,6 +198,9 @@ pub(crate) struct Outbox {
     policy: SlowConsumerPolicy,
     overflowed: AtomicBool,
     closed: AtomicBool,
+    /// Producers between their `closed` check and the end of their send: `close` waits for
+    /// them, so nothing can land in the channel after the session's final drain.
+    pushing: AtomicUsize,
     pub(crate) signal: OutboundSignal,
 }
 
@@ -219,6 +222,7 @@ impl Outbox {
             policy,
             overflowed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            pushing: AtomicUsize::new(0),
             signal: OutboundSignal::new(),
         };
         (Arc::new(outbox), rx)
@@ -227,7 +231,14 @@ impl Outbox {
     /// Queues `delivery` if it fits; never blocks, never takes a lock (besides the wake-up on the
     /// idle → busy transition).
     pub(crate) fn push(&self, delivery: Delivery) -> Result<(), (OfferError, Delivery)> {
-        if self.closed.load(Ordering::Acquire) || self.overflowed.load(Ordering::Acquire) {
+        self.pushing.fetch_add(1, Ordering::SeqCst);
+        let result = self.push_inner(delivery);
+        self.pushing.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn push_inner(&self, delivery: Delivery) -> Result<(), (OfferError, Delivery)> {
+        if self.closed.load(Ordering::SeqCst) || self.overflowed.load(Ordering::Acquire) {
             return Err((OfferError::Closed, delivery));
         }
         let size = delivery.message().size_hint();
@@ -276,12 +287,17 @@ impl Outbox {
         self.overflowed.load(Ordering::Acquire)
     }
 
+    /// Refuses further pushes and waits for pushes already past their check (they never block,
+    /// so this is a few instructions' wait at most). Afterwards the channel only shrinks.
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::SeqCst);
+        while self.pushing.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.closed.load(Ordering::SeqCst)
     }
 
     pub(crate) fn max_frames(&self) -> usize {
