@@ -83,7 +83,7 @@ fn queue_messages_acked_exactly_once_under_concurrency() {
                     }
                     received += 1;
                     // Consumer 0 drops its connection every 500 messages, without acking.
-                    if c == 0 && received % 500 == 0 {
+                    if c == 0 && received.is_multiple_of(500) {
                         session = consumer(&broker);
                         parser = Parser::new(Version::V1_2, ParseLimits::default());
                         buf.clear();
