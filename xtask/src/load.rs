@@ -12,6 +12,12 @@
 //! against each (one server at a time; the others sit idle), prints msgs/s and p99 with the
 //! ratio switchboard / peer, and kills every server at the end (also on error). Deflate is off:
 //! `wsload` never offers it.
+//!
+//! Beside msgs/s it reports each server's CPU time per round trip (user + system, from
+//! `/proc/PID/stat`, over the whole run divided by every round trip including warm-up): on a
+//! shared machine msgs/s mostly says how much CPU the scheduler gave each process (a
+//! thread-per-connection server gets more slices than a 2-thread runtime), while CPU per
+//! message says how much work the server does for each one.
 
 use crate::Result;
 use crate::process::Process;
@@ -146,6 +152,10 @@ struct LoadResult {
     msgs_per_sec: f64,
     p99_us: f64,
     errors: u64,
+    /// Round trips including warm-up.
+    all_msgs: u64,
+    /// Server CPU time per round trip, µs (if the server's CPU time could be read).
+    cpu_us_per_msg: Option<f64>,
 }
 
 fn parse_result(output: &str) -> Option<LoadResult> {
@@ -157,6 +167,7 @@ fn parse_result(output: &str) -> Option<LoadResult> {
             "msgs_per_sec" => r.msgs_per_sec = v.parse().ok()?,
             "p99_us" => r.p99_us = v.parse().ok()?,
             "errors" => r.errors = v.parse().ok()?,
+            "all_msgs" => r.all_msgs = v.parse().ok()?,
             _ => {}
         }
     }
@@ -202,7 +213,7 @@ fn compare(args: &[String]) -> Result {
     }
 
     let wsload = release.join("wsload");
-    let mut results: Vec<(usize, usize, Vec<Option<LoadResult>>)> = Vec::new();
+    let mut results: Vec<Row> = Vec::new();
     for &size in &c.sizes {
         for &conns in &c.conns {
             let mut row = Vec::new();
@@ -222,16 +233,28 @@ fn compare(args: &[String]) -> Result {
                     format!("ws://127.0.0.1:{port}/"),
                 ];
                 let log = logs.join(format!("wsload-{name}-{size}-{conns}.log"));
+                let pid = find_pid(&format!("127.0.0.1:{port}"));
+                let cpu_before = pid.and_then(cpu_seconds);
                 let mut p = Process::spawn("wsload", Command::new(&wsload).args(&args), &log)?;
                 let ok = p.wait(wsload_budget(&args));
                 drop(p);
+                let cpu = cpu_before
+                    .zip(pid.and_then(cpu_seconds))
+                    .map(|(a, b)| b - a);
                 let out = std::fs::read_to_string(&log).unwrap_or_default();
-                let r = parse_result(&out);
+                let r = parse_result(&out).map(|mut r| {
+                    r.cpu_us_per_msg = cpu
+                        .filter(|_| r.all_msgs > 0)
+                        .map(|c| c * 1e6 / r.all_msgs as f64);
+                    r
+                });
                 match (&ok, &r) {
                     (Ok(()), Some(r)) => eprintln!(
-                        "xtask load: {name:<16} {size:>6} B x {conns:>3} conns: {:>9.0} msgs/s  p99 {:>8.1} µs{}",
+                        "xtask load: {name:<16} {size:>6} B x {conns:>3} conns: {:>9.0} msgs/s  p99 {:>8.1} µs  server CPU {} µs/msg{}",
                         r.msgs_per_sec,
                         r.p99_us,
+                        r.cpu_us_per_msg
+                            .map_or("?".to_owned(), |c| format!("{c:.1}")),
                         if r.errors > 0 {
                             format!("  ({} errors)", r.errors)
                         } else {
@@ -256,6 +279,35 @@ fn compare(args: &[String]) -> Result {
     Ok(())
 }
 
+/// The process whose command line has `addr` as an argument (the server we started on it).
+fn find_pid(addr: &str) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.split(|&b| b == 0).any(|arg| arg == addr.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// User + system CPU seconds of a process, all threads (`/proc/PID/stat` fields 14 and 15,
+/// in USER_HZ = 100 ticks per second on Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state), so field n is at index n - 3.
+    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// `Process` names are `&'static str`; map our server names onto the constants.
 fn name_static(name: &str) -> &'static str {
     SERVERS
@@ -265,71 +317,91 @@ fn name_static(name: &str) -> &'static str {
         .unwrap_or("server")
 }
 
-fn render(c: &CompareArgs, results: &[(usize, usize, Vec<Option<LoadResult>>)]) -> String {
-    let mut header = vec!["size".to_owned(), "conns".to_owned()];
-    for s in SERVERS {
-        header.push(format!("{s} msgs/s"));
-        header.push(format!("{s} p99 µs"));
-    }
-    let mut rows = vec![header];
-    for (size, conns, rs) in results {
-        let mut row = vec![format!("{size} B"), conns.to_string()];
-        let ours = rs.first().cloned().flatten();
-        for (i, r) in rs.iter().enumerate() {
-            match r {
-                None => {
-                    row.push("failed".into());
-                    row.push("-".into());
-                }
-                Some(r) => {
-                    let ratio = match &ours {
-                        Some(o) if i > 0 && r.msgs_per_sec > 0.0 => {
-                            format!(" ({:.2}x)", o.msgs_per_sec / r.msgs_per_sec)
-                        }
-                        _ => String::new(),
-                    };
-                    let errors = if r.errors > 0 {
-                        format!(" [{} err]", r.errors)
-                    } else {
-                        String::new()
-                    };
-                    row.push(format!("{:.0}{ratio}{errors}", r.msgs_per_sec));
-                    row.push(format!("{:.0}", r.p99_us));
-                }
-            }
-        }
-        rows.push(row);
-    }
+type Row = (usize, usize, Vec<Option<LoadResult>>);
+
+fn render(c: &CompareArgs, results: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "\necho round trips, one message in flight per connection, {}s measured after {}s warm-up, \
-         wsload with {} thread(s);\n(Nx) = switchboard msgs/s / that server's msgs/s, > 1 means switchboard is faster",
+         wsload with {} thread(s)",
         c.secs, c.warmup, c.threads
     );
-    if c.markdown {
+    type Cell = fn(&LoadResult, Option<&LoadResult>) -> String;
+    let tables: [(&str, Cell); 3] = [
+        (
+            "msgs/s; (Nx) = switchboard / that server, > 1 means switchboard is ahead",
+            |r, o| {
+                let ratio = o
+                    .filter(|_| r.msgs_per_sec > 0.0)
+                    .map_or(String::new(), |o| {
+                        format!(" ({:.2}x)", o.msgs_per_sec / r.msgs_per_sec)
+                    });
+                let errors = if r.errors > 0 {
+                    format!(" [{} err]", r.errors)
+                } else {
+                    String::new()
+                };
+                format!("{:.0}{ratio}{errors}", r.msgs_per_sec)
+            },
+        ),
+        ("p99 latency, µs", |r, _| format!("{:.0}", r.p99_us)),
+        (
+            "server CPU time per round trip, µs; (Nx) = that server / switchboard, > 1 means switchboard is ahead",
+            |r, o| match (r.cpu_us_per_msg, o.and_then(|o| o.cpu_us_per_msg)) {
+                (Some(c), Some(oc)) if oc > 0.0 => format!("{c:.1} ({:.2}x)", c / oc),
+                (Some(c), _) => format!("{c:.1}"),
+                (None, _) => "?".into(),
+            },
+        ),
+    ];
+    for (title, cell) in tables {
+        let mut header = vec!["size".to_owned(), "conns".to_owned()];
+        header.extend(SERVERS.iter().map(|s| s.to_string()));
+        let mut rows = vec![header];
+        for (size, conns, rs) in results {
+            let ours = rs.first().cloned().flatten();
+            let mut row = vec![format!("{size} B"), conns.to_string()];
+            for (i, r) in rs.iter().enumerate() {
+                row.push(match r {
+                    None => "failed".into(),
+                    Some(r) => cell(r, ours.as_ref().filter(|_| i > 0)),
+                });
+            }
+            rows.push(row);
+        }
+        let _ = writeln!(out, "\n{title}");
+        out.push_str(&table(&rows, c.markdown));
+    }
+    out
+}
+
+fn table(rows: &[Vec<String>], markdown: bool) -> String {
+    let mut out = String::new();
+    if markdown {
+        out.push('\n');
         for (i, r) in rows.iter().enumerate() {
             let _ = writeln!(out, "| {} |", r.join(" | "));
             if i == 0 {
                 let _ = writeln!(out, "|{}", "---|".repeat(r.len()));
             }
         }
-    } else {
-        let widths: Vec<usize> = (0..rows[0].len())
-            .map(|col| {
-                rows.iter()
-                    .map(|r| r[col].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for r in &rows {
-            let mut line = String::new();
-            for (col, cell) in r.iter().enumerate() {
-                let _ = write!(line, "{cell:<w$}  ", w = widths[col]);
-            }
-            let _ = writeln!(out, "  {}", line.trim_end());
+        return out;
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|col| {
+            rows.iter()
+                .map(|r| r[col].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let mut line = String::new();
+        for (col, cell) in r.iter().enumerate() {
+            let _ = write!(line, "{cell:<w$}  ", w = widths[col]);
         }
+        let _ = writeln!(out, "  {}", line.trim_end());
     }
     out
 }
@@ -341,12 +413,20 @@ mod tests {
     #[test]
     fn parses_result_line() {
         let out = "wsload ...\n  123 msgs/s\nRESULT conns=10 size=16 secs=3 msgs=369 msgs_per_sec=123.0 \
-                   p50_us=50.5 p90_us=70.0 p99_us=99.9 p999_us=120.0 max_us=400.0 errors=0\n";
+                   p50_us=50.5 p90_us=70.0 p99_us=99.9 p999_us=120.0 max_us=400.0 errors=0 all_msgs=500\n";
         let r = parse_result(out).unwrap();
+        assert_eq!(r.all_msgs, 500);
         assert_eq!(r.msgs_per_sec, 123.0);
         assert_eq!(r.p99_us, 99.9);
         assert_eq!(r.errors, 0);
         assert!(parse_result("no result").is_none());
+    }
+
+    #[test]
+    fn reads_own_cpu_time() {
+        let me = std::process::id();
+        assert!(cpu_seconds(me).is_some_and(|s| s >= 0.0));
+        assert!(find_pid("no-such-argument-127.0.0.1:1").is_none());
     }
 
     #[test]

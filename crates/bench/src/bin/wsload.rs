@@ -14,7 +14,7 @@
 //!
 //! Prints a summary and one machine-readable line for `cargo xtask load`:
 //! `RESULT conns=.. size=.. secs=.. msgs=.. msgs_per_sec=.. p50_us=.. p90_us=.. p99_us=..
-//! p999_us=.. max_us=.. errors=..`.
+//! p999_us=.. max_us=.. errors=.. all_msgs=..` (`all_msgs` counts warm-up round trips too).
 //!
 //! Everything is bounded: connects and handshakes by `--connect-timeout`, each wait for an echo
 //! by [`RECV_TIMEOUT`], the close handshake by [`CLOSE_TIMEOUT`], the whole run by its phases plus
@@ -115,7 +115,10 @@ fn num<T: std::str::FromStr>(s: &str) -> Result<T, String> {
 /// What one connection measured.
 struct Outcome {
     hist: Histogram<u64>,
+    /// Round trips inside the measurement window.
     msgs: u64,
+    /// Every completed round trip, warm-up included (for CPU-per-message figures).
+    all: u64,
     errors: u64,
     first_error: Option<String>,
 }
@@ -125,6 +128,7 @@ impl Outcome {
         Outcome {
             hist: new_histogram(),
             msgs: 0,
+            all: 0,
             errors: 0,
             first_error: None,
         }
@@ -211,6 +215,7 @@ async fn echo_loop(mut ws: Ws, msg: Message, size: usize, w: Window) -> Outcome 
             return out;
         }
         let done = Instant::now();
+        out.all += 1;
         if w.contains(sent, done) {
             out.msgs += 1;
             out.hist.saturating_record((done - sent).as_nanos() as u64);
@@ -274,6 +279,7 @@ async fn rate_loop(ws: Ws, msg: Message, size: usize, rate: f64, w: Window) -> O
                     out.fail("an echo arrived for a message never sent");
                     break;
                 };
+                out.all += 1;
                 if w.contains(at, done) {
                     out.msgs += 1;
                     out.hist.saturating_record((done - at).as_nanos() as u64);
@@ -340,6 +346,7 @@ async fn run(a: Args) -> Result<(), String> {
         match t {
             Ok(o) => {
                 total.msgs += o.msgs;
+                total.all += o.all;
                 total.errors += o.errors;
                 if total.first_error.is_none() {
                     total.first_error = o.first_error;
@@ -396,7 +403,7 @@ fn report(a: &Args, o: &Outcome) {
     }
     println!(
         "RESULT conns={} size={} secs={} msgs={} msgs_per_sec={rate:.1} p50_us={:.1} p90_us={:.1} \
-         p99_us={:.1} p999_us={:.1} max_us={max:.1} errors={}",
+         p99_us={:.1} p999_us={:.1} max_us={max:.1} errors={} all_msgs={}",
         a.conns,
         a.size,
         a.secs,
@@ -405,7 +412,8 @@ fn report(a: &Args, o: &Outcome) {
         us(0.9),
         us(0.99),
         us(0.999),
-        o.errors
+        o.errors,
+        o.all
     );
 }
 
