@@ -384,6 +384,10 @@ impl Session {
                 }
                 None => {
                     self.flush_counts();
+                    if self.control.capacity() > 0 && self.control.is_empty() {
+                        // Idle connections keep no buffers (CONNECTED alone left ~600 bytes).
+                        self.control = VecDeque::new();
+                    }
                     if self.shutdown_seen {
                         self.fail(
                             StompError::new(ErrorKind::Shutdown, "the server is going down"),
