@@ -63,15 +63,13 @@ impl Escaping {
 
 /// Checks every escape in `raw`; on an undefined one (or a trailing `\`), the index of its backslash.
 pub(crate) fn validate(raw: &[u8], escaping: Escaping) -> Result<(), usize> {
-    let mut i = 0;
-    while let Some(p) = raw
-        .get(i..)
-        .and_then(|rest| rest.iter().position(|&b| b == b'\\'))
-    {
-        let at = i + p;
-        match crate::grammar::escape_sequence(&raw[at..], escaping) {
-            Some(_) => i = at + 2,
-            None => return Err(at),
+    let mut bytes = raw.iter().enumerate();
+    while let Some((i, &b)) = bytes.next() {
+        if b == b'\\' {
+            match bytes.next() {
+                Some((_, &code)) if escaping.decode(code).is_some() => {}
+                _ => return Err(i),
+            }
         }
     }
     Ok(())
@@ -79,15 +77,22 @@ pub(crate) fn validate(raw: &[u8], escaping: Escaping) -> Result<(), usize> {
 
 /// Decodes the escapes of an already validated `raw` into a new string (`None` if one is undefined).
 pub(crate) fn unescape(raw: &str, escaping: Escaping) -> Option<String> {
+    let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(p) = rest.find('\\') {
-        out.push_str(rest.get(..p)?);
-        let byte = crate::grammar::escape_sequence(rest.get(p..)?.as_bytes(), escaping)?;
-        out.push(char::from(byte));
-        rest = rest.get(p + 2..)?;
+    let mut run = 0;
+    let mut i = 0;
+    while let Some(p) = bytes.get(i..)?.iter().position(|&b| b == b'\\') {
+        let at = i + p;
+        // Runs between escapes end before an ASCII `\`: always on a char boundary.
+        out.push_str(raw.get(run..at)?);
+        out.push(char::from(crate::grammar::escape_sequence(
+            bytes.get(at..)?,
+            escaping,
+        )?));
+        i = at + 2;
+        run = i;
     }
-    out.push_str(rest);
+    out.push_str(raw.get(run..)?);
     Some(out)
 }
 

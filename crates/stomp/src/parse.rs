@@ -11,7 +11,7 @@ use bytestring::ByteString;
 
 use crate::error::ParseError;
 use crate::escape::{self, Escaping};
-use crate::grammar;
+use crate::grammar::{self, LineMarks};
 use crate::{Command, Frame, Headers, Limits, Version};
 
 /// What [`Parser::parse`] found at the front of the buffer.
@@ -106,6 +106,8 @@ struct Scan {
     /// Next byte not yet searched for the current delimiter.
     scan_from: usize,
     line_start: usize,
+    /// What the search of the current line has seen.
+    marks: LineMarks,
     command: Command,
     escaping: Escaping,
     headers_start: usize,
@@ -121,6 +123,7 @@ impl Scan {
             phase: Phase::Command,
             scan_from: 0,
             line_start: 0,
+            marks: LineMarks::default(),
             command: Command::Send,
             escaping: Escaping::None,
             headers_start: 0,
@@ -131,21 +134,29 @@ impl Scan {
         }
     }
 
-    /// The LF ending the line that starts at `line_start`, searching from `scan_from` only.
-    /// `Err(())` when more than `limit` (+ a CR) bytes sit in the unfinished line.
+    /// The LF ending the line that starts at `line_start`, searching from `scan_from` only
+    /// (what was searched is noted in `marks`). `Err(())` when more than `limit` (+ a CR) bytes
+    /// sit in the unfinished line.
     #[inline]
     fn find_lf(&mut self, input: &[u8], limit: usize) -> Result<Option<usize>, ()> {
-        let from = self.scan_from.min(input.len());
-        match grammar::until_lf(&input[from..]) {
-            Ok((_, before)) => Ok(Some(from + before.len())),
-            Err(_) => {
+        match grammar::scan_line(input, self.scan_from, &mut self.marks) {
+            Some(lf) => Ok(Some(lf)),
+            None => {
                 if input.len().saturating_sub(self.line_start) > limit.saturating_add(1) {
                     return Err(());
                 }
-                self.scan_from = input.len();
+                self.scan_from = self.scan_from.max(input.len());
                 Ok(None)
             }
         }
+    }
+
+    /// Moves to the line starting at `start`.
+    #[inline]
+    fn next_line(&mut self, start: usize) {
+        self.line_start = start;
+        self.scan_from = start;
+        self.marks = LineMarks::default();
     }
 
     /// Bytes still missing when the body length is known.
@@ -187,8 +198,7 @@ impl Scan {
                     self.command = command;
                     self.escaping = rules.escaping.for_command(command);
                     self.headers_start = lf + 1;
-                    self.line_start = lf + 1;
-                    self.scan_from = lf + 1;
+                    self.next_line(lf + 1);
                     self.phase = Phase::Headers;
                 }
                 Phase::Headers => {
@@ -203,8 +213,8 @@ impl Scan {
                         Err(()) => return Err(too_long),
                     };
                     let line = trim_cr(&input[line_start..lf], rules.strip_cr);
-                    self.line_start = lf + 1;
-                    self.scan_from = lf + 1;
+                    let marks = self.marks;
+                    self.next_line(lf + 1);
                     if line.is_empty() {
                         self.end_headers(line_start, lf + 1, rules, limits, base)?;
                         continue;
@@ -218,18 +228,19 @@ impl Scan {
                             limit: limits.max_headers,
                         });
                     }
-                    let (name, value) =
-                        grammar::header_line(line).ok_or(ParseError::MissingColon {
-                            offset: base + line_start,
-                        })?;
-                    if name.is_empty() {
+                    let colon = marks.colon.ok_or(ParseError::MissingColon {
+                        offset: base + line_start,
+                    })?;
+                    if colon == line_start {
                         return Err(ParseError::EmptyHeaderName {
                             offset: base + line_start,
                         });
                     }
-                    let name_end = line_start + name.len();
-                    let value_start = name_end + 1;
-                    let escaped = self.escaping != Escaping::None && line.contains(&b'\\');
+                    let value_start = colon + 1;
+                    let value_end = line_start + line.len();
+                    let name = &input[line_start..colon];
+                    let value = &input[value_start..value_end];
+                    let escaped = marks.backslash && self.escaping != Escaping::None;
                     if escaped {
                         escape::validate(name, self.escaping).map_err(|i| {
                             ParseError::InvalidEscape {
@@ -252,8 +263,8 @@ impl Scan {
                     }
                     sink.push(RawHeader {
                         name_start: line_start,
-                        name_end,
-                        value_end: value_start + value.len(),
+                        name_end: colon,
+                        value_end,
                         escaped,
                     });
                     self.header_count += 1;
@@ -314,10 +325,12 @@ impl Scan {
                 let from = self
                     .scan_from
                     .clamp(body_start, input.len().max(body_start));
-                let found = input
-                    .get(from..)
-                    .and_then(|rest| grammar::until_nul(rest).ok())
-                    .map(|(_, before)| from + before.len());
+                let found = match input.get(from..) {
+                    // Most frames without content-length have no body: skip the search.
+                    Some([0, ..]) => Some(from),
+                    Some(rest) => grammar::until_nul(rest).ok().map(|(_, b)| from + b.len()),
+                    None => None,
+                };
                 // Same checks, same order, whether the NUL is here yet or not: the outcome does
                 // not depend on how the input was chunked.
                 let len = found.unwrap_or(input.len()).saturating_sub(body_start);
@@ -777,8 +790,8 @@ pub struct HeaderIter<'a> {
 }
 
 impl<'a> HeaderIter<'a> {
-    fn decode(&self, s: &'a str) -> Cow<'a, str> {
-        if self.escaping != Escaping::None && s.contains('\\') {
+    fn decode(&self, s: &'a str, escaped: bool) -> Cow<'a, str> {
+        if escaped && s.contains('\\') {
             match escape::unescape(s, self.escaping) {
                 Some(owned) => Cow::Owned(owned),
                 None => Cow::Borrowed(s),
@@ -793,13 +806,18 @@ impl<'a> Iterator for HeaderIter<'a> {
     type Item = (Cow<'a, str>, Cow<'a, str>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (line, rest) = self.rest.split_once('\n')?;
-        self.rest = rest;
-        let line = match line.strip_suffix('\r') {
-            Some(l) if self.strip_cr => l,
-            _ => line,
+        let bytes = self.rest.as_bytes();
+        let mut marks = LineMarks::default();
+        let lf = grammar::scan_line(bytes, 0, &mut marks)?;
+        let line_end = match lf.checked_sub(1).map(|i| bytes[i]) {
+            Some(b'\r') if self.strip_cr => lf - 1,
+            _ => lf,
         };
-        let (name, value) = line.split_once(':')?;
-        Some((self.decode(name), self.decode(value)))
+        let colon = marks.colon?;
+        let name = self.rest.get(..colon)?;
+        let value = self.rest.get(colon + 1..line_end)?;
+        self.rest = self.rest.get(lf + 1..)?;
+        let escaped = marks.backslash && self.escaping != Escaping::None;
+        Some((self.decode(name, escaped), self.decode(value, escaped)))
     }
 }

@@ -213,7 +213,11 @@ fn feed(stream: &[u8], chunk: usize) -> Vec<Frame> {
 fn each_example_parses_as_specified() {
     for (bytes, frame) in all_examples() {
         for chunk in [bytes.len(), 1, 191] {
-            assert_eq!(feed(&bytes, chunk), std::slice::from_ref(&frame), "chunk {chunk}");
+            assert_eq!(
+                feed(&bytes, chunk),
+                std::slice::from_ref(&frame),
+                "chunk {chunk}"
+            );
         }
         let (r, used) = parse_frame(&bytes, Some(Version::V1_2), &Limits::default())
             .unwrap()
