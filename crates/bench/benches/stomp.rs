@@ -1,0 +1,134 @@
+//! STOMP frame parsing: switchboard-stomp against `stomp-parser` (nom) and `stomp-rs`
+//! (`protocol::FrameParser`), in one run, on identical inputs.
+//!
+//! Each peer gets the input the way its API wants it, prepared outside the timed part
+//! (`iter_batched`): a `BytesMut` for `switchboard::Parser`, a `Vec<u8>` for `stomp-parser`,
+//! a fresh `FrameParser` for `stomp-rs`; outputs are dropped outside the timed part too.
+//! `switchboard_ref` is the allocation-free borrowed `parse_frame`.
+//!
+//! Run: `cargo bench -p switchboard-bench --bench stomp -- --warm-up-time 1 --measurement-time 3`
+
+#![allow(missing_docs)] // criterion_group! generates undocumented public functions
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use stomp_parser::client::ClientFrame;
+use stomp_rs::protocol::{ClientCommand, FrameParser, StompMessage};
+use switchboard_stomp::{Limits, Parsed, Parser, Version, parse_frame};
+
+/// The inputs: (name, bytes). All are valid STOMP 1.2 client frames every peer accepts.
+fn inputs() -> Vec<(&'static str, Vec<u8>)> {
+    let subscribe =
+        b"SUBSCRIBE\nid:sub-0\ndestination:/topic/chat.room.42\nack:client-individual\n\n\0"
+            .to_vec();
+
+    let mut send_100 =
+        b"SEND\ndestination:/queue/orders\ncontent-type:text/plain\ncontent-length:100\n\n"
+            .to_vec();
+    send_100.extend(std::iter::repeat_n(b'x', 100));
+    send_100.push(0);
+
+    // 20 headers, a quarter of them with escapes (\c and \n and \\).
+    let mut headers_20 = b"SEND\ndestination:/queue/headers\n".to_vec();
+    for i in 1..20 {
+        if i % 4 == 0 {
+            headers_20.extend(format!("x-escaped-{i}:key\\cvalue\\nline\\\\{i}\n").as_bytes());
+        } else {
+            headers_20.extend(format!("x-header-{i}:value-number-{i}-abcdefgh\n").as_bytes());
+        }
+    }
+    headers_20.extend(b"\nbody\0");
+
+    let mut send_64k = b"SEND\ndestination:/queue/big\ncontent-type:application/octet-stream\ncontent-length:65536\n\n".to_vec();
+    send_64k.extend((0..65536u32).map(|i| b'a' + (i % 26) as u8));
+    send_64k.push(0);
+
+    vec![
+        ("subscribe", subscribe),
+        ("send_100b", send_100),
+        ("headers_20_escaped", headers_20),
+        ("send_64kib", send_64k),
+    ]
+}
+
+// The per-peer calls are not inlined so `valgrind --tool=callgrind` can count each one's
+// instructions per call (stable on a shared machine, unlike wall-clock time).
+#[inline(never)]
+fn switchboard(parser: &mut Parser, mut buf: BytesMut) -> Parsed {
+    match parser.parse(&mut buf) {
+        Ok(Some(item)) => item,
+        other => panic!("switchboard did not parse the input: {other:?}"),
+    }
+}
+
+#[inline(never)]
+fn stomp_rs(
+    mut parser: FrameParser<ClientCommand>,
+    input: &[u8],
+) -> Vec<StompMessage<ClientCommand>> {
+    match parser.parse(input) {
+        Ok(frames) if !frames.is_empty() => frames,
+        _ => panic!("stomp-rs did not parse the input"),
+    }
+}
+
+#[inline(never)]
+fn switchboard_ref(input: &[u8], limits: &Limits) -> Option<(usize, usize, usize)> {
+    parse_frame(input, Some(Version::V1_2), limits)
+        .ok()
+        .flatten()
+        .map(|(f, used)| {
+            // Decode every header, as the owned parsers do.
+            let h: usize = f.headers().map(|(n, v)| n.len() + v.len()).sum();
+            (h, f.body().len(), used)
+        })
+}
+
+#[inline(never)]
+fn stomp_parser(input: Vec<u8>) -> Option<ClientFrame> {
+    ClientFrame::try_from(input).ok()
+}
+
+fn parse(c: &mut Criterion) {
+    let limits = Limits::default();
+    for (name, input) in inputs() {
+        // Every peer must accept the input before we time it.
+        assert!(
+            ClientFrame::try_from(input.clone()).is_ok(),
+            "stomp-parser rejects {name}"
+        );
+        let _ = stomp_rs(FrameParser::new(), &input);
+        let mut check = Parser::new(Version::V1_2, limits);
+        let _ = switchboard(&mut check, BytesMut::from(&input[..]));
+
+        let mut group = c.benchmark_group(format!("stomp_parse/{name}"));
+        group.throughput(Throughput::Bytes(input.len() as u64));
+        let mut parser = Parser::new(Version::V1_2, limits);
+        group.bench_function("switchboard", |b| {
+            b.iter_batched(
+                || BytesMut::from(&input[..]),
+                |buf| switchboard(&mut parser, buf),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("switchboard_ref", |b| {
+            b.iter(|| switchboard_ref(black_box(&input), &limits))
+        });
+        group.bench_function("stomp-parser", |b| {
+            b.iter_batched(|| input.clone(), stomp_parser, BatchSize::SmallInput)
+        });
+        group.bench_function("stomp-rs", |b| {
+            b.iter_batched(
+                FrameParser::<ClientCommand>::new,
+                |p| stomp_rs(p, black_box(&input)),
+                BatchSize::SmallInput,
+            )
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, parse);
+criterion_main!(benches);
