@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -39,6 +40,27 @@ enum State {
     /// Final frames (ERROR/RECEIPT) queued; closed once they are polled.
     Closing,
     Closed,
+}
+
+/// Hashes the session's own small sequential subscription keys (looked up once per delivery)
+/// with one multiply instead of SipHash; keys are not attacker-chosen.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 enum Outgoing {
@@ -88,7 +110,7 @@ pub struct Session {
     allowed_versions: Vec<Version>,
     principal: Option<Principal>,
     user: ByteString,
-    subs: HashMap<u64, SubState>,
+    subs: HashMap<u64, SubState, BuildHasherDefault<KeyHasher>>,
     ids: HashMap<ByteString, u64>,
     next_key: u64,
     next_seq: u64,
@@ -175,7 +197,7 @@ impl Session {
             version: None,
             allowed_versions,
             principal: None,
-            subs: HashMap::new(),
+            subs: HashMap::default(),
             ids: HashMap::new(),
             next_key: 1,
             next_seq: 1,
