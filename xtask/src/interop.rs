@@ -18,8 +18,14 @@ use std::time::Duration;
 use crate::process::Process;
 use crate::{Result, cargo, exec, project_root, xtask_dir};
 
-/// Python packages of the Python suite (pytest plus the peers under test).
-const PYTHON_REQUIREMENTS: &[&str] = &["pytest==8.4.2", "websockets==15.0.1", "stomp.py==8.2.0"];
+/// Python packages of the Python suite (pytest plus the peers under test; trustme makes the
+/// throwaway CA and certificate of the STOMP-over-TLS test).
+const PYTHON_REQUIREMENTS: &[&str] = &[
+    "pytest==8.4.2",
+    "websockets==15.0.1",
+    "stomp.py==8.2.0",
+    "trustme==1.2.1",
+];
 /// npm packages of the Node suite.
 const NPM_PACKAGES: &[&str] = &["ws@8.18.3", "@stomp/stompjs@7.1.1"];
 /// Bound for one suite, servers included.

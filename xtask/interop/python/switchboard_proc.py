@@ -18,7 +18,7 @@ START_TIMEOUT = 20.0
 
 
 class Server:
-    def __init__(self, extra_toml=""):
+    def __init__(self, extra_toml="", extra_listeners=""):
         binary = os.environ.get("SWITCHBOARD_BIN")
         if not binary:
             raise RuntimeError("SWITCHBOARD_BIN is not set (cargo xtask interop sets it)")
@@ -26,6 +26,7 @@ class Server:
         config = os.path.join(self.dir.name, "switchboard.toml")
         with open(config, "w") as f:
             f.write('[listeners]\nhttp = "127.0.0.1:0"\nstomp = "127.0.0.1:0"\n')
+            f.write(extra_listeners)
             f.write(extra_toml)
         self.log_path = os.path.join(self.dir.name, "server.log")
         self.log = open(self.log_path, "w")
@@ -48,6 +49,10 @@ class Server:
         self.stomp_host_port = (host, int(port))
         host, port = self.http.rsplit(":", 1)
         self.http_host_port = (host, int(port))
+        self.stomp_tls_host_port = None
+        if fields.get("stomp_tls", "off") != "off":
+            host, port = fields["stomp_tls"].rsplit(":", 1)
+            self.stomp_tls_host_port = (host, int(port))
 
     def _read_line(self, timeout):
         deadline = time.monotonic() + timeout

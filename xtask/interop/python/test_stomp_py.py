@@ -312,3 +312,36 @@ def test_graceful_shutdown_sends_error():
         assert s.proc.wait(15) == 0
     finally:
         s.stop()
+
+
+def test_stomp_over_tls(tmp_path):
+    """stomp.py over TLS to the STOMP-over-TLS listener, trusting a CA made for the test."""
+    import trustme
+
+    from switchboard_proc import Server
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert_pem, key_pem, ca_pem = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_pem))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(cert_pem), append=True)
+    cert.private_key_pem.write_to_path(str(key_pem))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    s = Server(
+        extra_toml='[tls]\ncert = "%s"\nkey = "%s"\n' % (cert_pem, key_pem),
+        extra_listeners='stomp_tls = "127.0.0.1:0"\n',
+    )
+    try:
+        conn = stomp.Connection12([s.stomp_tls_host_port], reconnect_attempts_max=1)
+        conn.set_ssl(for_hosts=[s.stomp_tls_host_port], ca_certs=str(ca_pem))
+        events = Events()
+        conn.set_listener("events", events)
+        conn.connect(wait=True)
+        d = dest("queue")
+        subscribe(conn, events, d, "s")
+        conn.send(d, "encrypted")
+        assert events.next("message").body == "encrypted"
+        conn.disconnect()
+    finally:
+        s.stop()
