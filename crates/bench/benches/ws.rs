@@ -13,6 +13,7 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use bytes::Bytes;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use switchboard_bench::ws::*;
 use switchboard_ws::Role;
 use switchboard_ws::frame::Opcode;
 
-fn decode_group(c: &mut Criterion, group: &str, op: Opcode, inputs: &[(String, Vec<u8>)]) {
+fn decode_group(c: &mut Bench, group: &str, op: Opcode, inputs: &[(String, Vec<u8>)]) {
     let mut g = c.benchmark_group(group);
     for (name, payload) in inputs {
         let count = frames_for(payload.len());
@@ -44,7 +45,7 @@ fn decode_group(c: &mut Criterion, group: &str, op: Opcode, inputs: &[(String, V
     g.finish();
 }
 
-fn decode(c: &mut Criterion) {
+fn decode(c: &mut Bench) {
     let inputs: Vec<_> = SIZES
         .iter()
         .map(|&s| (label(s), pseudo_random(s, s as u64)))
@@ -61,7 +62,7 @@ fn decode(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------------
 // Unmasking alone (in place), with memcpy of the same bytes as the ceiling
 
-fn unmask(c: &mut Criterion) {
+fn unmask(c: &mut Bench) {
     let key = [0x37, 0xfa, 0x21, 0x3d];
     let mut g = c.benchmark_group("ws_unmask");
     for &size in SIZES {
@@ -85,7 +86,7 @@ fn unmask(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------------
 // UTF-8 validation of text payloads
 
-fn utf8(c: &mut Criterion) {
+fn utf8(c: &mut Bench) {
     let mut g = c.benchmark_group("ws_utf8");
     for (kind, make) in [
         ("ascii", ascii_text as fn(usize) -> Vec<u8>),
@@ -129,7 +130,7 @@ fn utf8(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------------
 // Encode: binary messages to wire bytes, written to an in-memory socket
 
-fn encode(c: &mut Criterion) {
+fn encode(c: &mut Bench) {
     for (group, role) in [
         ("ws_encode_server", Role::Server),
         ("ws_encode_client", Role::Client),
@@ -151,9 +152,51 @@ fn encode(c: &mut Criterion) {
     }
 }
 
+/// CPU time of the benchmarking thread (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
+///
+/// Every path here runs on the calling thread (the async ones are polled in place), so on an
+/// idle machine this equals wall-clock time; on a shared one it leaves out the time other
+/// processes held the core, which otherwise dominates the spread.
+struct ThreadCpu;
+
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64
+}
+
+static WALL: WallTime = WallTime;
+
+impl Measurement for ThreadCpu {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // nanoseconds, like wall-clock time: reuse criterion's duration formatting
+        WALL.formatter()
+    }
+}
+
+type Bench = Criterion<ThreadCpu>;
+
 /// Short runs: the machine is a shared 2-core box and this is a comparison, not a profile.
-fn config() -> Criterion {
+fn config() -> Bench {
     Criterion::default()
+        .with_measurement(ThreadCpu)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
         .sample_size(20)
