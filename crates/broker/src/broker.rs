@@ -265,6 +265,20 @@ impl BrokerInner {
 
     /// Classifies a SEND destination.
     pub(crate) fn resolve_send(&self, dest: &str) -> Result<SendTarget, StompError> {
+        self.resolve_send_shared(dest, None)
+    }
+
+    /// [`resolve_send`](Self::resolve_send), reusing the frame's shared copy of `dest` (no
+    /// allocation for the routing key).
+    pub(crate) fn resolve_send_shared(
+        &self,
+        dest: &str,
+        shared: Option<&ByteString>,
+    ) -> Result<SendTarget, StompError> {
+        let owned = || match shared {
+            Some(b) => b.clone(),
+            None => ByteString::from(dest.to_owned()),
+        };
         let p = &self.config.prefixes;
         if dest.is_empty() {
             return Err(StompError::new(
@@ -283,7 +297,7 @@ impl BrokerInner {
                         route: Route {
                             kind: RouteKind::FanOut,
                             destination_kind: DestinationKind::User,
-                            key: ByteString::from(dest.to_owned()),
+                            key: owned(),
                         },
                         shown_as: ByteString::from(format!("{}{tail}", p.user)),
                     })
@@ -302,7 +316,7 @@ impl BrokerInner {
         } else {
             (RouteKind::FanOut, DestinationKind::Topic)
         };
-        let key = ByteString::from(dest.to_owned());
+        let key = owned();
         Ok(SendTarget::Route {
             route: Route {
                 kind,

@@ -226,27 +226,23 @@ impl Backend for MemoryBackend {
     }
 
     fn settle(&self, acked: Vec<Delivery>, requeue: Vec<Delivery>) {
-        let mut touched: Vec<ByteString> = Vec::new();
-        let note = |d: &Delivery, touched: &mut Vec<ByteString>| {
-            let r = d.subscriber().route();
-            if r.kind == RouteKind::Queue && !touched.contains(&r.key) {
-                touched.push(r.key.clone());
-            }
-        };
-        for d in &acked {
-            note(d, &mut touched);
-        }
         // Put requeued messages back at the front, keeping their order.
         for d in requeue.iter().rev() {
-            note(d, &mut touched);
             if d.subscriber().route().kind == RouteKind::Queue {
-                let key = d.subscriber().route().key.clone();
+                let key = &d.subscriber().route().key;
                 let item = (d.message().clone(), d.redelivered());
-                self.with_queue(&key, |q| q.pending.push_front(item));
+                self.with_queue(key, |q| q.pending.push_front(item));
             }
         }
-        for key in &touched {
-            self.dispatch_queue(key);
+        // Offer waiting messages to whoever has credit now: once per run of deliveries from the
+        // same queue (usually the whole call), without allocating.
+        let mut last: Option<&ByteString> = None;
+        for d in acked.iter().chain(requeue.iter()) {
+            let r = d.subscriber().route();
+            if r.kind == RouteKind::Queue && last != Some(&r.key) {
+                self.dispatch_queue(&r.key);
+                last = Some(&r.key);
+            }
         }
     }
 

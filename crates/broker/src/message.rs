@@ -50,7 +50,7 @@ impl Message {
         headers: &Headers,
         body: Bytes,
     ) -> Message {
-        let mut kept = Headers::with_capacity(headers.len());
+        let mut kept = Headers::new();
         let mut size = 0usize;
         for h in headers {
             if !RESERVED.contains(&&*h.name) {

@@ -653,7 +653,9 @@ impl Session {
             return Err(StompError::missing("SEND", "destination"));
         };
         // Validate the destination now, even inside a transaction.
-        let target = self.broker.resolve_send(dest)?;
+        let target = self
+            .broker
+            .resolve_send_shared(dest, frame.headers.get_shared("destination"))?;
         if let Some(tx) = shared(&frame, "transaction") {
             let limit = self.broker.config.limits.max_frames_per_transaction;
             let ops = self.transaction_ops(&tx)?;
@@ -954,14 +956,8 @@ impl Session {
                 })
                 .collect();
             self.requeue(requeue);
-        } else {
-            let queue: Vec<Delivery> = settled
-                .into_iter()
-                .filter(|d| d.subscriber().route().kind == RouteKind::Queue)
-                .collect();
-            if !queue.is_empty() {
-                self.broker.backend.settle(queue, Vec::new());
-            }
+        } else if st.sub.route().kind == RouteKind::Queue {
+            self.broker.backend.settle(settled, Vec::new());
         }
     }
 
@@ -1009,7 +1005,9 @@ impl Session {
             match op {
                 TxOp::Send(frame) => {
                     let dest = header_of(&frame, "destination").unwrap_or("");
-                    let target = self.broker.resolve_send(dest)?;
+                    let target = self
+                        .broker
+                        .resolve_send_shared(dest, frame.headers.get_shared("destination"))?;
                     self.publish(target, frame)?;
                 }
                 TxOp::Ack { frame, nack } => {
@@ -1068,11 +1066,12 @@ impl Session {
         let mut head = BytesMut::with_capacity(64 + st.sub.id().len());
         put_header(&mut head, "subscription", st.sub.id(), version);
         if st.sub.ack_mode() != AckMode::Auto {
-            let mut ack = String::with_capacity(24);
-            ack.push_str(itoa(key).as_str());
-            ack.push('-');
-            ack.push_str(itoa(seq).as_str());
-            put_header(&mut head, "ack", &ack, version);
+            // `ack:<key>-<seq>`: digits and a dash, nothing to escape.
+            head.put_slice(b"ack:");
+            head.put_slice(itoa(key).as_str().as_bytes());
+            head.put_u8(b'-');
+            head.put_slice(itoa(seq).as_str().as_bytes());
+            head.put_u8(b'\n');
         }
         if delivery.redelivered() {
             head.put_slice(b"redelivered:true\n");
