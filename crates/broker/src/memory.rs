@@ -107,7 +107,8 @@ impl MemoryBackend {
             }
         }
         let mut queues = write(&self.queues);
-        let q = queues.entry(key.clone()).or_default();
+        // A fresh copy: the key may be a slice of a SEND's read buffer, which the queue must not pin.
+        let q = queues.entry(ByteString::from(key.to_string())).or_default();
         f(&mut lock(q))
     }
 

@@ -691,11 +691,14 @@ impl Session {
     }
 
     fn on_subscribe(&mut self, frame: &Frame) -> Result<Reply, StompError> {
-        let Some(dest) = shared(frame, "destination") else {
+        // Copied, not shared: a subscription lives long, and a slice would pin the transport's
+        // whole read buffer for as long (an idle connection must stay small).
+        let Some(dest) = header_of(frame, "destination").map(|d| ByteString::from(d.to_owned()))
+        else {
             return Err(StompError::missing("SUBSCRIBE", "destination"));
         };
-        let id = match shared(frame, "id") {
-            Some(id) => id,
+        let id = match header_of(frame, "id") {
+            Some(id) => ByteString::from(id.to_owned()),
             None if self.version == Some(Version::V1_0) => dest.clone(),
             None => return Err(StompError::missing("SUBSCRIBE", "id")),
         };

@@ -749,3 +749,34 @@ fn idle_session_timers_with_fake_clock() {
     net.advance_with(Duration::from_secs(60), &[c]);
     assert_eq!(net.clients[c].heart_beats, 6);
 }
+
+#[test]
+fn subscriptions_do_not_pin_the_read_buffer() {
+    use bytestring::ByteString;
+    // A transport's read buffer: frames are slices of it.
+    let mut raw = vec![0u8; 64 * 1024];
+    raw[..2].copy_from_slice(b"s1");
+    raw[2..15].copy_from_slice(b"/queue/pinned");
+    let buf = Bytes::from(raw);
+    let id = ByteString::try_from(buf.slice(0..2)).unwrap();
+    let dest = ByteString::try_from(buf.slice(2..15)).unwrap();
+    let mut net = Net::new(BrokerConfig::default());
+    let c = net.connect("1.2");
+    let p = net.connect("1.2");
+    // A SEND creates the queue; a SUBSCRIBE keeps id and destination.
+    net.frame(
+        p,
+        Frame::new(Command::Send).header("destination", dest.clone()),
+    );
+    net.frame(
+        c,
+        Frame::new(Command::Subscribe)
+            .header("id", id)
+            .header("destination", dest),
+    );
+    assert_eq!(net.messages(c).len(), 1);
+    assert!(
+        buf.is_unique(),
+        "a long-lived broker structure still holds the read buffer"
+    );
+}
