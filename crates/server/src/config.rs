@@ -16,6 +16,7 @@
 //! [websocket]
 //! paths = ["/chat"]              # several endpoints allowed
 //! allowed_origins = []           # empty: same origin and loopback; "*" allows any origin
+//! permessage_deflate = false     # accept RFC 7692 compression when offered
 //!
 //! [[app_destinations]]           # default: /app/X is published to /topic/X
 //! prefix = "/app/"
@@ -174,6 +175,10 @@ pub struct WebSocket {
     /// default): the same origin as the `Host` header, and loopback origins. `"*"` allows any.
     /// A request without an `Origin` header (not a browser) is always allowed.
     pub allowed_origins: Vec<String>,
+    /// Accept permessage-deflate (RFC 7692) when a client offers it. Default off: compression
+    /// costs CPU and per-connection memory; when on, both sides reset their compressor after
+    /// every message (no context takeover), which keeps idle connections small.
+    pub permessage_deflate: bool,
 }
 
 impl Default for WebSocket {
@@ -181,6 +186,7 @@ impl Default for WebSocket {
         WebSocket {
             paths: vec!["/chat".into()],
             allowed_origins: Vec::new(),
+            permessage_deflate: false,
         }
     }
 }

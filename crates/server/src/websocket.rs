@@ -20,8 +20,8 @@ use switchboard_broker::EncodedFrame;
 use switchboard_stomp::Version;
 use switchboard_ws::handshake::UpgradeRequest;
 use switchboard_ws::{
-    CloseCode, CloseState, Config as WsConfig, Connection, Limits as WsLimits, Message, Opcode,
-    Payload, Role, ServerConfig,
+    CloseCode, CloseState, Config as WsConfig, Connection, DeflateConfig, DeflateParams,
+    Limits as WsLimits, Message, Opcode, Payload, Role, ServerConfig,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -102,18 +102,31 @@ pub(crate) fn upgrade(
     if shared.shutdown_signal().is_down() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
-    let accepted = upgrade.accept(&ServerConfig::default().protocols(SUBPROTOCOLS));
+    let mut handshake = ServerConfig::default().protocols(SUBPROTOCOLS);
+    if shared.config.websocket.permessage_deflate {
+        handshake = handshake.deflate(deflate_config());
+    }
+    let accepted = upgrade.accept(&handshake);
     let Some(mut slot) = cell.lock().ok().and_then(|mut c| c.take()) else {
         // Only one upgrade per connection.
         return text(StatusCode::BAD_REQUEST, "already upgraded\n");
     };
     slot.set_transport(Transport::WebSocket);
     let versions = subprotocol_version(accepted.protocol.as_deref());
+    let deflate = accepted.deflate;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                run(TokioIo::new(upgraded), peer, versions, shared, slot).await;
+                run(
+                    TokioIo::new(upgraded),
+                    peer,
+                    versions,
+                    deflate,
+                    shared,
+                    slot,
+                )
+                .await;
             }
             Err(e) => debug!(%peer, error = %e, "WebSocket upgrade did not complete"),
         }
@@ -152,6 +165,16 @@ impl FrameSink for WsSink {
     }
 }
 
+/// permessage-deflate settings when enabled: no context takeover either way, so a connection
+/// keeps no compression window between messages.
+fn deflate_config() -> DeflateConfig {
+    DeflateConfig {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        ..DeflateConfig::default()
+    }
+}
+
 fn ws_config(shared: &Shared) -> WsConfig {
     // A WebSocket message carries at most one frame's worth of STOMP plus slack for headers.
     let max = shared
@@ -159,11 +182,13 @@ fn ws_config(shared: &Shared) -> WsConfig {
         .limits
         .max_frame_size
         .saturating_add(shared.config.limits.max_header_line * 4 + 64 * 1024);
-    WsConfig::default().limits(WsLimits {
-        max_frame_size: max,
-        max_message_size: max,
-        ..WsLimits::default()
-    })
+    WsConfig::default()
+        .limits(WsLimits {
+            max_frame_size: max,
+            max_message_size: max,
+            ..WsLimits::default()
+        })
+        .deflate(deflate_config())
 }
 
 /// Runs one upgraded connection until it closes.
@@ -171,6 +196,7 @@ async fn run<S>(
     io: S,
     peer: SocketAddr,
     versions: Option<Vec<Version>>,
+    deflate: Option<DeflateParams>,
     shared: Arc<Shared>,
     slot: ConnectionSlot,
 ) where
@@ -178,7 +204,7 @@ async fn run<S>(
 {
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut sink = WsSink {
-        ws: Connection::new(Role::Server, ws_config(&shared), None),
+        ws: Connection::new(Role::Server, ws_config(&shared), deflate),
     };
     let mut conn = StompConnection::new(
         &shared.broker,

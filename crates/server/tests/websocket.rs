@@ -267,3 +267,34 @@ async fn websocket_client_that_never_reads_is_dropped() {
     assert_eq!(metric(&metrics, sample), Some(1), "{metrics}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn permessage_deflate_when_enabled() {
+    use switchboard_ws::DeflateConfig;
+    use switchboard_ws::handshake::ClientRequest;
+    let offer = |addr: std::net::SocketAddr| {
+        ClientRequest::new(addr.to_string(), "/chat")
+            .protocols(["v12.stomp"])
+            .deflate(DeflateConfig::default())
+    };
+    // Off by default: the offer is declined, the connection works uncompressed.
+    let server = start(test_config()).await;
+    let tcp = tokio::net::TcpStream::connect(server.http()).await.unwrap();
+    let (mut c, accepted) = ws_handshake(tcp, offer(server.http())).await.unwrap();
+    assert_eq!(accepted.deflate, None);
+    c.connect().await;
+    server.shutdown().await;
+
+    let mut config = test_config();
+    config.websocket.permessage_deflate = true;
+    let server = start(config).await;
+    let tcp = tokio::net::TcpStream::connect(server.http()).await.unwrap();
+    let (mut c, accepted) = ws_handshake(tcp, offer(server.http())).await.unwrap();
+    assert!(accepted.deflate.is_some(), "permessage-deflate negotiated");
+    c.connect().await;
+    c.subscribe("/topic/z", "z").await;
+    let body: &'static str = "compressible compressible compressible compressible compressible";
+    c.send(send_frame("/topic/z", body)).await;
+    assert_eq!(&c.recv().await.body[..], body.as_bytes());
+    server.shutdown().await;
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use switchboard_server::{BoundAddrs, Config, Server, ShutdownHandle};
 use switchboard_stomp::{Command, Frame, Limits, Parsed, Parser, Version, encode_frame};
-use switchboard_ws::handshake::ClientRequest;
+use switchboard_ws::handshake::{ClientAccepted, ClientRequest};
 use switchboard_ws::{Message, StreamConfig, WebSocketStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -195,6 +195,23 @@ pub async fn ws_connect_over(
     if let Some(o) = origin {
         req = req.header("Origin", o);
     }
+    ws_connect_with(tcp, req).await
+}
+
+/// The client handshake with a request of the caller's making.
+pub async fn ws_connect_with(
+    tcp: TcpStream,
+    req: ClientRequest,
+) -> Result<(WsStompClient, Option<String>), switchboard_ws::Error> {
+    let (c, accepted) = ws_handshake(tcp, req).await?;
+    Ok((c, accepted.protocol))
+}
+
+/// The client handshake, returning everything the server agreed to.
+pub async fn ws_handshake(
+    tcp: TcpStream,
+    req: ClientRequest,
+) -> Result<(WsStompClient, ClientAccepted), switchboard_ws::Error> {
     let (ws, accepted) = switchboard_ws::connect(tcp, &req, StreamConfig::default()).await?;
     Ok((
         WsStompClient {
@@ -202,7 +219,7 @@ pub async fn ws_connect_over(
             buf: BytesMut::new(),
             parser: Parser::new(Version::V1_2, Limits::default()),
         },
-        accepted.protocol,
+        accepted,
     ))
 }
 
