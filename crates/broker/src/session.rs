@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
+use switchboard_stomp::header::{
+    HeartBeat as HeartBeatHeader, negotiate_heart_beat, negotiate_version, version_list,
+};
 use switchboard_stomp::{Command, Frame, Version};
 
 use crate::auth::{ConnectInfo, Principal};
@@ -150,21 +153,6 @@ fn header_of<'a>(frame: &'a Frame, name: &str) -> Option<&'a str> {
 
 fn shared(frame: &Frame, name: &str) -> Option<ByteString> {
     frame.headers.get_shared(name).cloned()
-}
-
-/// Parses `heart-beat: cx,cy`.
-fn parse_heart_beat(value: &str) -> Option<(u32, u32)> {
-    let (a, b) = value.split_once(',')?;
-    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
-}
-
-/// The negotiated interval for one direction: 0 if either side says 0, else the larger.
-fn negotiate(ours: u32, theirs: u32) -> Option<Duration> {
-    if ours == 0 || theirs == 0 {
-        None
-    } else {
-        Some(Duration::from_millis(u64::from(ours.max(theirs))))
-    }
 }
 
 impl Session {
@@ -565,14 +553,7 @@ impl Session {
     }
 
     fn on_connect(&mut self, frame: &Frame, now: Instant) -> Result<Reply, StompError> {
-        let version = match header_of(frame, "accept-version") {
-            None => Some(Version::V1_0).filter(|v| self.allowed_versions.contains(v)),
-            Some(list) => list
-                .split(',')
-                .filter_map(|v| Version::from_str_exact(v.trim()))
-                .filter(|v| self.allowed_versions.contains(v))
-                .max(),
-        };
+        let version = negotiate_version(header_of(frame, "accept-version"), &self.allowed_versions);
         let Some(version) = version else {
             return Err(StompError::new(
                 ErrorKind::UnsupportedVersion,
@@ -587,12 +568,12 @@ impl Session {
             )));
         };
         self.version = Some(version);
-        let (cx, cy) = if version == Version::V1_0 {
-            (0, 0)
+        let client_beat = if version == Version::V1_0 {
+            HeartBeatHeader::NONE
         } else {
             match header_of(frame, "heart-beat") {
-                None => (0, 0),
-                Some(v) => parse_heart_beat(v).ok_or_else(|| {
+                None => HeartBeatHeader::NONE,
+                Some(v) => HeartBeatHeader::parse(v).ok_or_else(|| {
                     StompError::new(
                         ErrorKind::InvalidHeader,
                         format!("heart-beat must be two integers 'cx,cy', got '{v}'"),
@@ -619,8 +600,9 @@ impl Session {
         } else {
             (hb.send_ms, hb.receive_ms)
         };
-        self.heart_out = negotiate(sx, cy);
-        self.heart_in = negotiate(sy, cx);
+        let intervals = negotiate_heart_beat(client_beat, HeartBeatHeader::new(sx, sy));
+        self.heart_out = intervals.server_to_client;
+        self.heart_in = intervals.client_to_server;
         self.last_received = now;
         self.last_sent = now;
         let mut buf = BytesMut::with_capacity(128);
@@ -645,7 +627,7 @@ impl Session {
     fn supported_versions(&self) -> String {
         let mut v = self.allowed_versions.clone();
         v.sort();
-        v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",")
+        version_list(&v)
     }
 
     fn on_send(&mut self, frame: Frame) -> Result<Reply, StompError> {
