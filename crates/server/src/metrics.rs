@@ -52,9 +52,9 @@ pub struct ServerMetrics {
     pub tls_handshake_failed: AtomicU64,
     /// HTTP requests served (all paths).
     pub http_requests: AtomicU64,
-    /// Bytes read from clients (STOMP payload bytes, after TLS and WebSocket framing).
+    /// Bytes read from STOMP clients (after TLS; WebSocket framing included).
     pub bytes_in: AtomicU64,
-    /// Bytes written to clients (STOMP payload bytes, before TLS and WebSocket framing).
+    /// Bytes written to STOMP clients (before TLS; WebSocket framing included).
     pub bytes_out: AtomicU64,
 }
 
@@ -138,12 +138,12 @@ impl ServerMetrics {
             ),
             (
                 "switchboard_received_bytes_total",
-                "STOMP bytes received from clients.",
+                "Bytes received from STOMP clients (after TLS, WebSocket framing included).",
                 &self.bytes_in,
             ),
             (
                 "switchboard_sent_bytes_total",
-                "STOMP bytes sent to clients.",
+                "Bytes sent to STOMP clients (before TLS, WebSocket framing included).",
                 &self.bytes_out,
             ),
         ];

@@ -266,8 +266,9 @@ async fn run<S>(
                         break;
                     }
                 }
-                Ok(_) => {
-                    if !on_wire_bytes(&mut sink.ws, &mut wire, &mut stomp, &mut conn, &shared) {
+                Ok(n) => {
+                    shared.metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    if !on_wire_bytes(&mut sink.ws, &mut wire, &mut stomp, &mut conn) {
                         // Protocol error: the ws connection queued a Close; flush it.
                         read_open = false;
                     }
@@ -317,16 +318,15 @@ fn on_wire_bytes(
     wire: &mut BytesMut,
     stomp: &mut BytesMut,
     conn: &mut StompConnection,
-    shared: &Shared,
 ) -> bool {
     loop {
         match ws.receive(wire) {
             Ok(None) => return true,
             Ok(Some(Message::Text(t))) => {
-                feed(stomp, t.as_bytes(), conn, shared);
+                feed(stomp, t.as_bytes(), conn);
             }
             Ok(Some(Message::Binary(b))) => {
-                feed(stomp, &b, conn, shared);
+                feed(stomp, &b, conn);
             }
             Ok(Some(Message::Ping(_) | Message::Pong(_))) => {
                 conn.note_activity(Instant::now());
@@ -345,11 +345,7 @@ fn on_wire_bytes(
     }
 }
 
-fn feed(stomp: &mut BytesMut, payload: &[u8], conn: &mut StompConnection, shared: &Shared) {
-    shared
-        .metrics
-        .bytes_in
-        .fetch_add(payload.len() as u64, Ordering::Relaxed);
+fn feed(stomp: &mut BytesMut, payload: &[u8], conn: &mut StompConnection) {
     stomp.extend_from_slice(payload);
     conn.receive(stomp, Instant::now());
 }
