@@ -31,8 +31,13 @@ pub fn apply_mask_offset(buf: &mut [u8], key: [u8; 4], offset: usize) {
         *c = (u64::from_ne_bytes(*c) ^ k64).to_ne_bytes();
     }
     // `chunks` covered a multiple of 8 bytes, so the remainder starts at key phase 0 again.
-    for (b, m) in rest.iter_mut().zip(key.iter().cycle()) {
-        *b ^= m;
+    let (word, bytes) = rest.as_chunks_mut::<4>();
+    for w in word {
+        *w = (u32::from_ne_bytes(*w) ^ u32::from_ne_bytes(key)).to_ne_bytes();
+    }
+    // at most 3 bytes left, still at phase 0
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b ^= key[i];
     }
 }
 
