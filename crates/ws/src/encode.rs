@@ -10,7 +10,7 @@ use std::io::IoSlice;
 
 /// Payloads at least this long are queued as their own `Bytes` (zero-copy, written with a
 /// vectored write) instead of being copied next to their header.
-pub const ZERO_COPY_THRESHOLD: usize = 1024;
+pub const ZERO_COPY_THRESHOLD: usize = 4096;
 
 /// Bytes waiting to be written: a list of `Bytes` chunks plus a tail buffer that small frames
 /// are appended to. Implements [`bytes::Buf`], including `chunks_vectored` for vectored writes.
