@@ -128,6 +128,11 @@ impl Connection {
         &mut self.out
     }
 
+    /// Bytes queued for writing.
+    pub fn queued_bytes(&self) -> usize {
+        self.out.len()
+    }
+
     /// True once the close handshake is over (or the connection failed) and everything queued was
     /// written: time to close the transport.
     pub fn is_done(&self) -> bool {

@@ -184,3 +184,89 @@ async fn idle_timeout_fails_the_connection() {
         .unwrap();
     assert!(matches!(r, Some(Err(Error::Timeout("idle")))));
 }
+
+#[tokio::test]
+async fn send_waits_when_the_peer_does_not_read() {
+    let (a, b) = tokio::io::duplex(1024);
+    let cfg = StreamConfig::default().max_send_buffer(8 << 10);
+    let srv =
+        tokio::spawn(async move { accept(a, &ServerConfig::default(), cfg).await.unwrap().0 });
+    let (mut client, _) = connect(b, &ClientRequest::new("h", "/"), StreamConfig::default())
+        .await
+        .unwrap();
+    let mut server = srv.await.unwrap();
+    let msg = Message::binary(vec![1u8; 1000]);
+    let mut sent = 0;
+    // The peer reads nothing: feeding must stall once the bound is reached.
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), server.feed(msg.clone())).await {
+            Ok(r) => {
+                r.unwrap();
+                sent += 1;
+                assert!(sent < 1000, "feed never waited");
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(server.connection().queued_bytes() <= (8 << 10) + 1100);
+    // The peer starts reading: everything arrives.
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(m) = client.recv().await {
+            if m.unwrap().is_data() {
+                n += 1;
+            }
+        }
+        n
+    });
+    server.flush().await.unwrap();
+    server.close(CloseCode::NORMAL, "").await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .unwrap()
+            .unwrap(),
+        sent
+    );
+}
+
+#[tokio::test]
+async fn ping_flood_without_reading_pongs_stays_bounded() {
+    use tokio::io::AsyncWriteExt;
+    let (a, mut b) = tokio::io::duplex(4096);
+    let cfg = StreamConfig::default().max_send_buffer(4 << 10);
+    let srv = tokio::spawn(async move {
+        let (mut ws, _) = accept(a, &ServerConfig::default(), cfg).await.unwrap();
+        let mut pings = 0usize;
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), ws.recv()).await {
+            if matches!(m, Ok(Message::Ping(_))) {
+                pings += 1;
+            }
+            assert!(ws.connection().queued_bytes() <= (4 << 10) + 200);
+        }
+        (pings, ws.connection().queued_bytes())
+    });
+    let req = ClientRequest::new("h", "/");
+    b.write_all(&req.encode()).await.unwrap();
+    let mut ping = Vec::new();
+    switchboard_ws::encode_frame_into(
+        &mut ping,
+        true,
+        switchboard_ws::Opcode::Ping,
+        &[0; 100],
+        Some([1, 2, 3, 4]),
+    );
+    let flood: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 2000)
+        .collect();
+    // the client never reads, so after the 101 the server's writes block
+    let _ = tokio::time::timeout(Duration::from_secs(2), b.write_all(&flood)).await;
+    let (pings, queued) = srv.await.unwrap();
+    assert!(pings > 0);
+    // Pings are still delivered, but unanswered pongs are capped (default 16), so the queue
+    // never grows with the flood.
+    assert!(queued <= 16 * (2 + 125), "{queued} bytes queued");
+}
