@@ -198,15 +198,12 @@ async fn send_waits_when_the_peer_does_not_read() {
     let msg = Message::binary(vec![1u8; 1000]);
     let mut sent = 0;
     // The peer reads nothing: feeding must stall once the bound is reached.
-    loop {
-        match tokio::time::timeout(Duration::from_millis(100), server.feed(msg.clone())).await {
-            Ok(r) => {
-                r.unwrap();
-                sent += 1;
-                assert!(sent < 1000, "feed never waited");
-            }
-            Err(_) => break,
-        }
+    while let Ok(r) =
+        tokio::time::timeout(Duration::from_millis(100), server.feed(msg.clone())).await
+    {
+        r.unwrap();
+        sent += 1;
+        assert!(sent < 1000, "feed never waited");
     }
     assert!(server.connection().queued_bytes() <= (8 << 10) + 1100);
     // The peer starts reading: everything arrives.
