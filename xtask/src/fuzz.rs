@@ -3,7 +3,8 @@
 //! Installs what is missing (the nightly toolchain through rustup, `cargo-fuzz` through
 //! `cargo install --locked`), builds every target once, then runs each for `SECS` seconds
 //! (default 60). libFuzzer runs with an RSS limit and a per-allocation limit, so a parser that
-//! allocates a length it read from its input before checking it is a finding, not a slow run.
+//! allocates a length it read from its input before checking it is a finding, not a slow run,
+//! and with a per-input timeout, so a hang is a finding too.
 //! Any crash, leak, timeout or over-limit allocation in any target fails the task; the
 //! reproducer is in `fuzz/artifacts/<target>/`.
 
@@ -16,6 +17,9 @@ const RSS_LIMIT_MB: u32 = 2048;
 /// Largest single allocation libFuzzer tolerates: our decoders check every claimed length
 /// against a limit far below this before allocating.
 const MALLOC_LIMIT_MB: u32 = 512;
+/// Seconds one input may take before libFuzzer reports it as a hang: far above what a parser
+/// needs for its few KiB of input, so only a real blow-up (quadratic re-scanning) trips it.
+const INPUT_TIMEOUT_SECS: u32 = 60;
 const DEFAULT_SECS: u64 = 60;
 
 pub fn run(args: &[String]) -> Result {
@@ -68,6 +72,7 @@ pub fn run(args: &[String]) -> Result {
             format!("-max_total_time={secs}"),
             format!("-rss_limit_mb={RSS_LIMIT_MB}"),
             format!("-malloc_limit_mb={MALLOC_LIMIT_MB}"),
+            format!("-timeout={INPUT_TIMEOUT_SECS}"),
         ]));
         match result {
             Ok(()) => eprintln!(
