@@ -153,6 +153,7 @@ pub enum SlowConsumerPolicy {
     #[default]
     Disconnect,
     /// Keep the client; drop topic messages it has no room for (queue messages go to another
-    /// consumer or stay queued). Counted in `messages_dropped`.
+    /// consumer or stay queued; a message left queued this way is offered again on the queue's
+    /// next publish, ACK/NACK or SUBSCRIBE). Counted in `messages_dropped`.
     DropMessages,
 }
