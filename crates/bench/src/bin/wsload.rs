@@ -259,10 +259,15 @@ async fn rate_loop(ws: Ws, msg: Message, size: usize, rate: f64, w: Window) -> O
             .unwrap_or_else(|e| e.into_inner())
             .front()
             .copied();
-        if next.is_none() && (writer.is_finished() || Instant::now() >= w.end) {
+        let now = Instant::now();
+        if next.is_none() && (writer.is_finished() || now >= w.end) {
             break;
         }
-        let r = match timeout(grace.saturating_duration_since(Instant::now()), rx.recv()).await {
+        // Nothing in flight: wait at most until the window ends (the writer may send nothing
+        // more); something in flight: wait for it, at most until the grace period ends.
+        let until = if next.is_some() { grace } else { w.end };
+        let r = match timeout(until.saturating_duration_since(now), rx.recv()).await {
+            Err(_) if next.is_none() => continue,
             Err(_) => Err("echoes still missing after the run".to_owned()),
             Ok(None) => Err("connection closed by the server".to_owned()),
             Ok(Some(Err(e))) => Err(format!("receive: {e}")),
