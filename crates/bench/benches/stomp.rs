@@ -6,14 +6,19 @@
 //! a fresh `FrameParser` for `stomp-rs`; outputs are dropped outside the timed part too.
 //! `switchboard_ref` is the allocation-free borrowed `parse_frame`.
 //!
-//! Run: `cargo bench -p switchboard-bench --bench stomp -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p switchboard-bench --bench stomp` (1 s warm-up, 3 s measurement by default),
+//! or `cargo xtask bench stomp_parse --bench stomp --markdown` for the ratio table.
+//! Instruction counts per call: `valgrind --tool=callgrind` on the bench binary with
+//! `--bench --profile-time 1 'stomp_parse/<peer>/<input>$'`; the `#[inline(never)]` wrappers
+//! below are what to read.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented public functions
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use bytes::BytesMut;
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use stomp_parser::client::ClientFrame;
 use stomp_rs::protocol::{ClientCommand, FrameParser, StompMessage};
 use switchboard_stomp::{Limits, Parsed, Parser, Version, parse_frame};
@@ -93,6 +98,8 @@ fn stomp_parser(input: Vec<u8>) -> Option<ClientFrame> {
 
 fn parse(c: &mut Criterion) {
     let limits = Limits::default();
+    // One group, `BenchmarkId::new(library, input)`: the shape `cargo xtask bench` tabulates.
+    let mut group = c.benchmark_group("stomp_parse");
     for (name, input) in inputs() {
         // Every peer must accept the input before we time it.
         assert!(
@@ -103,32 +110,42 @@ fn parse(c: &mut Criterion) {
         let mut check = Parser::new(Version::V1_2, limits);
         let _ = switchboard(&mut check, BytesMut::from(&input[..]));
 
-        let mut group = c.benchmark_group(format!("stomp_parse/{name}"));
         group.throughput(Throughput::Bytes(input.len() as u64));
         let mut parser = Parser::new(Version::V1_2, limits);
-        group.bench_function("switchboard", |b| {
+        group.bench_function(BenchmarkId::new("switchboard", name), |b| {
             b.iter_batched(
                 || BytesMut::from(&input[..]),
                 |buf| switchboard(&mut parser, buf),
                 BatchSize::SmallInput,
             )
         });
-        group.bench_function("switchboard_ref", |b| {
+        group.bench_function(BenchmarkId::new("switchboard_ref", name), |b| {
             b.iter(|| switchboard_ref(black_box(&input), &limits))
         });
-        group.bench_function("stomp-parser", |b| {
+        group.bench_function(BenchmarkId::new("stomp-parser", name), |b| {
             b.iter_batched(|| input.clone(), stomp_parser, BatchSize::SmallInput)
         });
-        group.bench_function("stomp-rs", |b| {
+        group.bench_function(BenchmarkId::new("stomp-rs", name), |b| {
             b.iter_batched(
                 FrameParser::<ClientCommand>::new,
                 |p| stomp_rs(p, black_box(&input)),
                 BatchSize::SmallInput,
             )
         });
-        group.finish();
     }
+    group.finish();
 }
 
-criterion_group!(benches, parse);
+/// Short runs by default: the machine is shared (command-line flags still override).
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = parse
+}
 criterion_main!(benches);

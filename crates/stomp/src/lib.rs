@@ -102,3 +102,8 @@ pub use frame::{Command, Frame, Header, Headers, Version};
 pub use header::{HeartBeat, HeartBeatIntervals, negotiate_heart_beat, negotiate_version};
 pub use limits::Limits;
 pub use parse::{FrameRef, HeaderIter, Parsed, Parser, parse_frame};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -724,6 +724,58 @@ pub fn parse_frame<'a>(
     )))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scanner resumes where it stopped: after an incomplete call its cursor sits at the end
+    /// of the input, so the next call searches only the new bytes.
+    #[test]
+    fn the_cursor_never_goes_back() {
+        let rules = Rules::of(Some(Version::V1_2));
+        let limits = Limits::default();
+        let frame =
+            b"SEND\ndestination:/q\nlong:0123456789012345678901234567890123456789\n\nbody...\0";
+        let mut scan = Scan::new();
+        let mut sink = Vec::new();
+        let mut last = 0;
+        for end in 1..frame.len() {
+            let got = scan
+                .run(&frame[..end], rules, &limits, 0, &mut sink)
+                .unwrap();
+            assert!(got.is_none(), "complete at {end}");
+            assert_eq!(scan.scan_from, end, "cursor after {end} bytes");
+            assert!(scan.scan_from >= last);
+            last = scan.scan_from;
+        }
+        let layout = scan
+            .run(frame, rules, &limits, 0, &mut sink)
+            .unwrap()
+            .unwrap();
+        assert_eq!(layout.frame_end, frame.len());
+        assert_eq!(sink.len(), 2);
+    }
+
+    /// A content-length body is not scanned at all while it arrives.
+    #[test]
+    fn content_length_bodies_are_not_scanned() {
+        let rules = Rules::of(Some(Version::V1_2));
+        let limits = Limits::default();
+        let frame = b"SEND\ncontent-length:10\n\n0123456789\0";
+        let mut scan = Scan::new();
+        let body_start = frame.len() - 11;
+        for end in body_start..frame.len() {
+            assert!(
+                scan.run(&frame[..end], rules, &limits, 0, &mut Discard)
+                    .unwrap()
+                    .is_none()
+            );
+            assert_eq!(scan.scan_from, body_start);
+            assert_eq!(scan.bytes_needed(end), Some(frame.len() - end));
+        }
+    }
+}
+
 /// A frame borrowed from the input of [`parse_frame`]: nothing allocated. Header names and
 /// values are decoded on access (a `Cow::Owned` only for those holding an escape).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
