@@ -162,7 +162,12 @@ impl Scan {
     /// Bytes still missing when the body length is known.
     fn bytes_needed(&self, have: usize) -> Option<usize> {
         match (self.phase, self.content_length) {
-            (Phase::Body, Some(n)) => Some((self.body_start + n + 1).saturating_sub(have)),
+            (Phase::Body, Some(n)) => Some(
+                self.body_start
+                    .saturating_add(n)
+                    .saturating_add(1)
+                    .saturating_sub(have),
+            ),
             _ => None,
         }
     }
@@ -314,7 +319,7 @@ impl Scan {
         let body_start = self.body_start;
         let body_end = match self.content_length {
             Some(n) => {
-                let end = body_start + n;
+                let end = body_start.saturating_add(n);
                 match input.get(end) {
                     None => return Ok(None),
                     Some(0) => end,
@@ -451,6 +456,9 @@ fn skip_lead(input: &[u8], one_beat: bool) -> (Lead, bool) {
         }
     }
 }
+
+/// The most [`Parser::parse`] reserves ahead for a `content-length` body still arriving.
+const RESERVE_AHEAD: usize = 64 * 1024;
 
 /// A streaming STOMP parser that hands out owned, `Bytes`-backed [`Frame`]s.
 ///
@@ -595,7 +603,9 @@ impl Parser {
                 Some(layout) => layout,
                 None => {
                     if let Some(missing) = self.scan.bytes_needed(buf.len()) {
-                        buf.reserve(missing);
+                        // Room for the announced body, but never much more than was
+                        // received: a peer must not make us allocate with a few header bytes.
+                        buf.reserve(missing.min(RESERVE_AHEAD));
                     }
                     return Ok(None);
                 }

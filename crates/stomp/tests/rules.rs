@@ -527,3 +527,25 @@ fn version_switch_after_connect() {
         Err(ParseError::InvalidEscape { offset: 37 })
     );
 }
+
+#[test]
+fn huge_content_length_neither_overflows_nor_allocates() {
+    let limits = Limits::default().with_max_body(usize::MAX);
+    for announced in [u64::MAX.to_string(), (1u64 << 40).to_string()] {
+        let mut p = Parser::new(Version::V1_2, limits);
+        let mut buf = BytesMut::from(format!("SEND\ncontent-length:{announced}\n\nab").as_bytes());
+        assert_eq!(p.parse(&mut buf), Ok(None));
+        assert!(buf.capacity() < 1 << 20, "reserved {}", buf.capacity());
+    }
+    // With the default limit, the same header is refused at once.
+    let (_, err) = run(
+        b"SEND\ncontent-length:18446744073709551615\n\n",
+        Some(Version::V1_2),
+        Limits::default(),
+        usize::MAX,
+    );
+    assert!(matches!(
+        err,
+        Some(ParseError::BodyTooLarge { offset: 42, .. })
+    ));
+}
