@@ -147,6 +147,7 @@ fn run_node(binaries: &Binaries) -> Result {
         return Err(format!("no *.test.js file in {}", dir.display()).into());
     }
     let tap = xtask_dir().join("node-interop.tap");
+    let _ = std::fs::remove_file(&tap);
     let mut cmd = Command::new("node");
     cmd.arg("--test")
         .args(["--test-reporter=spec", "--test-reporter-destination=stdout"])
@@ -160,17 +161,36 @@ fn run_node(binaries: &Binaries) -> Result {
     }
     let status = Process::spawn_inherit("node --test", &mut cmd)?.wait_status(SUITE_TIMEOUT)?;
     let report = std::fs::read_to_string(&tap).unwrap_or_default();
-    let count = |key: &str| {
-        report
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-    };
-    match (status.success(), count("# tests "), count("# pass ")) {
-        (true, Some(tests), Some(pass)) if tests > 0 && pass > 0 => Ok(()),
-        (true, ..) => Err(format!("node --test ran no test ({})", tap.display()).into()),
-        (false, ..) => Err(format!("node --test failed ({status})").into()),
+    if !status.success() {
+        return Err(format!("node --test failed ({status})").into());
     }
+    check_node_report(&report, &files)
+        .map_err(|e| format!("{e} (TAP report: {})", tap.display()).into())
+}
+
+/// Node 20 reports a test file that defines no test as one passing test named by the file's
+/// path; a suite passes only if no file did that and some test passed.
+fn check_node_report(report: &str, files: &[PathBuf]) -> std::result::Result<(), String> {
+    let descriptions: Vec<&str> = report
+        .lines()
+        .map(str::trim_start)
+        .filter_map(|l| l.strip_prefix("not ").unwrap_or(l).strip_prefix("ok "))
+        .filter_map(|l| l.split_once(" - ").map(|(_, d)| d.trim()))
+        .collect();
+    for file in files {
+        if descriptions.contains(&file.to_string_lossy().as_ref()) {
+            return Err(format!("{} defines no test", file.display()));
+        }
+    }
+    let passed = report
+        .lines()
+        .find_map(|l| l.strip_prefix("# pass "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if passed == 0 {
+        return Err("node --test ran no test".into());
+    }
+    Ok(())
 }
 
 /// `*.test.js` / `*.test.mjs` / `*.test.cjs` directly in `dir`, sorted.
@@ -188,4 +208,24 @@ fn test_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_report_without_tests_fails() {
+        let files = vec![PathBuf::from("/x/a.test.js"), PathBuf::from("/x/b.test.js")];
+        let good = "ok 1 - first\n    ok 1 - nested\nok 2 - suite\n# tests 3\n# pass 3\n";
+        assert!(check_node_report(good, &files).is_ok());
+        let empty_file = "ok 1 - first\nok 2 - /x/b.test.js\n# tests 2\n# pass 2\n";
+        assert!(
+            check_node_report(empty_file, &files)
+                .unwrap_err()
+                .contains("b.test.js")
+        );
+        assert!(check_node_report("# tests 0\n# pass 0\n", &files).is_err());
+        assert!(check_node_report("", &files).is_err());
+    }
 }
