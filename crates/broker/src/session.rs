@@ -351,6 +351,17 @@ impl Session {
         }
     }
 
+    /// Applies what was decided outside this session's own calls (its outbound queue
+    /// overflowing under the disconnect policy, the broker shutting down) without taking a
+    /// frame off the queue. A transport that stops polling while its socket is not draining
+    /// calls this on each wake-up of [`signal`](Self::signal), then reads
+    /// [`close_reason`](Self::close_reason).
+    pub fn refresh(&mut self) {
+        if self.state != State::Closed {
+            self.check_flags();
+        }
+    }
+
     /// The next frame to send, if any. Call until `None`, then write the batch.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<EncodedFrame> {

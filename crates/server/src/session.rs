@@ -173,6 +173,12 @@ impl StompConnection {
         self.session.close_reason().is_some() || self.session.is_closed()
     }
 
+    /// Applies the broker's pending decisions (slow-consumer drop, shutdown) without taking a
+    /// frame off the outbound queue.
+    pub(crate) fn refresh(&mut self) {
+        self.session.refresh();
+    }
+
     /// Whether the broker dropped this session because its outbound queue overflowed.
     pub(crate) fn dropped_as_slow_consumer(&self) -> bool {
         self.session.close_reason() == Some(CloseReason::Error(ErrorKind::SlowConsumer))
@@ -186,19 +192,6 @@ impl StompConnection {
     /// Whether the session ended because the server is going down.
     pub(crate) fn closed_by_shutdown(&self) -> bool {
         self.session.close_reason() == Some(CloseReason::Error(ErrorKind::Shutdown))
-    }
-
-    /// Frames and bytes waiting in the session's outbound queue.
-    pub(crate) fn queued(&self) -> (usize, usize) {
-        (self.session.queued_frames(), self.session.queued_bytes())
-    }
-
-    /// Whether the session's outbound queue is (nearly) at its limit: the transport is not
-    /// keeping up, and the broker's slow-consumer policy is about to apply.
-    pub(crate) fn outbox_nearly_full(&self) -> bool {
-        let (max_frames, max_bytes) = self.session.outbound_limits();
-        self.session.queued_frames() >= max_frames
-            || self.session.queued_bytes() >= max_bytes - max_bytes / 4
     }
 
     /// The transport is gone (peer closed, I/O error, deadline): release subscriptions and

@@ -108,63 +108,22 @@ impl FrameSink for WriteQueue {
     }
 }
 
-/// While the socket is not draining, how often to look again for the broker's slow-consumer
-/// decision when no wake-up announced it.
-const STALL_RECHECK: Duration = Duration::from_millis(500);
-
-/// Moves frames from a session to its transport without letting them pile up in the server.
+/// Moves the frames that fit from a session to its transport, so they never pile up in the server.
 ///
 /// Frames are polled only while the sink holds less than [`WRITE_HIGH_WATER`]; beyond that the
-/// broker's bounded outbound queue fills up, and its slow-consumer policy decides. That decision
-/// only surfaces through `poll_transmit` (which would also take a MESSAGE off the queue), so
-/// while stalled the puller polls only when it was woken although no delivery arrived since it
-/// last looked (the overflow notice), or on a periodic re-check.
-#[derive(Debug, Default)]
-pub(crate) struct Puller {
-    last_seen: Option<(usize, usize)>,
-    recheck_at: Option<Instant>,
-}
-
-impl Puller {
-    /// Pulls what fits; returns `true` when the broker dropped the session as a slow consumer.
-    pub(crate) fn pull(
-        &mut self,
-        conn: &mut StompConnection,
-        now: Instant,
-        sink: &mut impl FrameSink,
-    ) -> bool {
-        while sink.queued_bytes() < WRITE_HIGH_WATER {
-            match conn.poll_transmit(now) {
-                Some(f) => sink.push_frame(&f),
-                None => {
-                    self.last_seen = None;
-                    self.recheck_at = None;
-                    return conn.dropped_as_slow_consumer();
-                }
-            }
+/// broker's bounded outbound queue fills up and its slow-consumer policy decides. It
+/// then only asks the session to apply that decision ([`StompConnection::refresh`]), which
+/// takes no frame off the queue; the broker wakes the connection when it overflows.
+/// Returns `true` when the broker dropped the session as a slow consumer.
+pub(crate) fn pull(conn: &mut StompConnection, now: Instant, sink: &mut impl FrameSink) -> bool {
+    while sink.queued_bytes() < WRITE_HIGH_WATER {
+        match conn.poll_transmit(now) {
+            Some(f) => sink.push_frame(&f),
+            None => return conn.dropped_as_slow_consumer(),
         }
-        if conn.outbox_nearly_full() {
-            let seen = conn.queued();
-            if self.last_seen == Some(seen) {
-                if let Some(f) = conn.poll_transmit(now) {
-                    sink.push_frame(&f);
-                }
-                self.last_seen = None;
-            } else {
-                self.last_seen = Some(seen);
-            }
-            self.recheck_at = Some(now + STALL_RECHECK);
-        } else {
-            self.last_seen = None;
-            self.recheck_at = None;
-        }
-        conn.dropped_as_slow_consumer()
     }
-
-    /// When to call [`Puller::pull`] again even without a wake-up.
-    pub(crate) fn timer(&self) -> Option<Instant> {
-        self.recheck_at
-    }
+    conn.refresh();
+    conn.dropped_as_slow_consumer()
 }
 
 /// Serves one STOMP connection over `io` until either side closes it.
@@ -185,7 +144,6 @@ where
     let signal = conn.signal();
     let mut buf = BytesMut::new();
     let mut queue = WriteQueue::default();
-    let mut puller = Puller::default();
     let mut shutdown = shared.shutdown_signal();
     let mut shutting_down = false;
     let mut read_open = true;
@@ -194,7 +152,7 @@ where
     let grace = shared.config.limits.shutdown_grace();
     loop {
         let now = Instant::now();
-        if puller.pull(&mut conn, now, &mut queue) {
+        if pull(&mut conn, now, &mut queue) {
             // It does not read: the ERROR could not be delivered anyway.
             break;
         }
@@ -204,10 +162,7 @@ where
             }
             flush_deadline.get_or_insert(now + grace);
         }
-        let timer = earliest(
-            earliest(conn.poll_timeout(), flush_deadline),
-            puller.timer(),
-        );
+        let timer = earliest(conn.poll_timeout(), flush_deadline);
         let want_read = read_open && !conn.is_closed();
         if want_read {
             buf.reserve(READ_CHUNK);

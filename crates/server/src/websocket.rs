@@ -32,7 +32,7 @@ use crate::metrics::Transport;
 use crate::origin::origin_allowed;
 use crate::server::{ConnectionSlot, Shared};
 use crate::session::StompConnection;
-use crate::stomp_tcp::{FrameSink, Puller, READ_CHUNK, earliest, shrink_idle, sleep_until_opt};
+use crate::stomp_tcp::{FrameSink, READ_CHUNK, earliest, pull, shrink_idle, sleep_until_opt};
 
 /// The STOMP subprotocols, in the server's order of preference.
 pub const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
@@ -215,7 +215,6 @@ async fn run<S>(
         Instant::now(),
     );
     let signal = conn.signal();
-    let mut puller = Puller::default();
     let mut wire = BytesMut::new();
     let mut stomp = BytesMut::new();
     let mut shutdown = shared.shutdown_signal();
@@ -225,7 +224,7 @@ async fn run<S>(
     let grace = shared.config.limits.shutdown_grace();
     loop {
         let now = Instant::now();
-        if puller.pull(&mut conn, now, &mut sink) {
+        if pull(&mut conn, now, &mut sink) {
             break;
         }
         if conn.is_closed() && sink.ws.state() == CloseState::Open {
@@ -252,7 +251,7 @@ async fn run<S>(
         } else {
             conn.poll_timeout()
         };
-        let timer = earliest(earliest(session_timer, deadline), puller.timer());
+        let timer = earliest(session_timer, deadline);
         let want_read = read_open && sink.ws.state() != CloseState::Closed;
         if want_read {
             wire.reserve(READ_CHUNK);
