@@ -103,6 +103,7 @@ pub fn run(args: &[String]) -> Result {
     }
 
     let started = Instant::now();
+    let _lock = RunLock::acquire(&xtask_dir().join("autobahn"))?;
     let wstest = install::ensure(&xtask_dir().join("autobahn"))?;
     eprintln!("xtask autobahn: wstest ready ({:.0?})", started.elapsed());
 
@@ -306,6 +307,49 @@ fn run_client_role(wstest: &install::Wstest, cases: &[String]) -> Result<Results
     read_reports(&dir)
 }
 
+/// One `xtask autobahn` at a time per target dir: runs share the install and the report
+/// directories. The lock file holds the owner's pid; a lock whose owner is gone is taken over.
+struct RunLock(PathBuf);
+
+impl RunLock {
+    fn acquire(dir: &Path) -> Result<RunLock> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(".run-lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    std::io::Write::write_all(&mut f, std::process::id().to_string().as_bytes())?;
+                    return Ok(RunLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                    let owner = owner.trim();
+                    if !owner.is_empty() && Path::new("/proc").join(owner).exists() {
+                        return Err(format!(
+                            "another `xtask autobahn` (pid {owner}) is running; {} is its lock",
+                            path.display()
+                        )
+                        .into());
+                    }
+                    std::fs::remove_file(&path)?; // stale: its owner is gone
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(format!("cannot take {}", path.display()).into())
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// A fresh `target/xtask/autobahn/<role>/` (old reports removed so none is read by mistake).
 fn role_dir(role: Role) -> Result<PathBuf> {
     let dir = xtask_dir().join("autobahn").join(role.name());
@@ -380,5 +424,20 @@ mod tests {
                 .any(|c| c == "12.*" || c == "13.*" || c.ends_with(".18"))
         );
         assert_eq!(all_cases().len(), ALL_GROUPS.len());
+    }
+
+    #[test]
+    fn run_lock_excludes_live_owners_and_takes_over_stale_ones() {
+        let dir = std::env::temp_dir().join(format!("xtask-lock-{}", std::process::id()));
+        let lock = RunLock::acquire(&dir).unwrap();
+        // Held by this (live) process: a second run is refused.
+        assert!(RunLock::acquire(&dir).is_err());
+        drop(lock);
+        // A lock left by a process that is gone (pid beyond pid_max) is taken over.
+        std::fs::write(dir.join(".run-lock"), "4294967295").unwrap();
+        let again = RunLock::acquire(&dir).unwrap();
+        drop(again);
+        assert!(!dir.join(".run-lock").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
