@@ -8,6 +8,9 @@ use crate::utf8::Utf8Validator;
 use crate::{CloseCode, Error, Limits, Role};
 use bytes::{Buf, Bytes, BytesMut};
 
+/// Text payloads are unmasked and UTF-8-checked in blocks of this size.
+const UTF8_BLOCK: usize = 8 << 10;
+
 /// A frame whose header has been consumed and whose payload is (partly) in the buffer.
 #[derive(Debug, Clone, Copy)]
 struct PartialFrame {
@@ -123,12 +126,23 @@ impl Decoder {
             };
             let avail = buf.len().min(f.len);
             if avail > f.done {
-                let chunk = &mut buf[f.done..avail];
-                if let Some(k) = f.mask {
-                    apply_mask_offset(chunk, k, f.done);
-                }
-                if f.check_utf8 && self.utf8.feed(chunk).is_err() {
-                    return Err(Error::InvalidUtf8);
+                if f.check_utf8 {
+                    // Unmask and validate block by block, so each block is validated while it is
+                    // still in L1 (and an invalid sequence stops the work early).
+                    let mut at = f.done;
+                    while at < avail {
+                        let end = avail.min(at + UTF8_BLOCK);
+                        let block = &mut buf[at..end];
+                        if let Some(k) = f.mask {
+                            apply_mask_offset(block, k, at);
+                        }
+                        if self.utf8.feed(block).is_err() {
+                            return Err(Error::InvalidUtf8);
+                        }
+                        at = end;
+                    }
+                } else if let Some(k) = f.mask {
+                    apply_mask_offset(&mut buf[f.done..avail], k, f.done);
                 }
                 f.done = avail;
             }
