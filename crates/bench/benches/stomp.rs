@@ -21,7 +21,7 @@ use bytes::BytesMut;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use stomp_parser::client::ClientFrame;
 use stomp_rs::protocol::{ClientCommand, FrameParser, StompMessage};
-use switchboard_stomp::{Limits, Parsed, Parser, Version, parse_frame};
+use switchboard_stomp::{Frame, Limits, Parsed, Parser, Version, parse_frame};
 
 /// The inputs: (name, bytes). All are valid STOMP 1.2 client frames every peer accepts.
 fn inputs() -> Vec<(&'static str, Vec<u8>)> {
@@ -136,6 +136,45 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
+#[inline(never)]
+fn switchboard_encode(frame: &Frame) -> bytes::Bytes {
+    match frame.encode(Version::V1_2) {
+        Ok(bytes) => bytes,
+        Err(e) => panic!("switchboard cannot encode: {e}"),
+    }
+}
+
+#[inline(never)]
+fn stomp_rs_encode(frame: &stomp_rs::protocol::Frame<ClientCommand>) -> Vec<u8> {
+    frame.to_bytes()
+}
+
+/// Encoding the same frames into a fresh buffer. `stomp-parser` is left out: its frames are
+/// serialised by value (`Into<Vec<u8>>`) and are not `Clone`. stomp-rs writes no
+/// `content-length` and escapes nothing; switchboard does both.
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("stomp_encode");
+    for (name, input) in inputs() {
+        let mut parser = Parser::new(Version::V1_2, Limits::default());
+        let Parsed::Frame(ours) = switchboard(&mut parser, BytesMut::from(&input[..])) else {
+            panic!("{name}: not a frame")
+        };
+        let theirs = match stomp_rs(FrameParser::new(), &input).remove(0) {
+            StompMessage::Frame(f) => f,
+            StompMessage::Ping => panic!("{name}: stomp-rs saw a heart-beat"),
+        };
+        let size = switchboard_encode(&ours).len() as u64;
+        group.throughput(Throughput::Bytes(size));
+        group.bench_function(BenchmarkId::new("switchboard", name), |b| {
+            b.iter(|| switchboard_encode(black_box(&ours)))
+        });
+        group.bench_function(BenchmarkId::new("stomp-rs", name), |b| {
+            b.iter(|| stomp_rs_encode(black_box(&theirs)))
+        });
+    }
+    group.finish();
+}
+
 /// Short runs by default: the machine is shared (command-line flags still override).
 fn config() -> Criterion {
     Criterion::default()
@@ -146,6 +185,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = parse
+    targets = parse, encode
 }
 criterion_main!(benches);

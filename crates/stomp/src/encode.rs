@@ -13,7 +13,8 @@ use crate::{Frame, Version, header};
 /// - The encoder owns `content-length`: any `content-length` header of `frame` is dropped, and
 ///   the right one is written (after the other headers) whenever the command may carry a body
 ///   (SEND, MESSAGE, ERROR) or the body is not empty (STOMP 1.0).
-/// - `dst` grows once, by the frame's size. On error nothing is written.
+/// - `dst` grows once, by the frame's size (plus again if escapes lengthen it). On error nothing
+///   is written.
 ///
 /// ```
 /// use bytes::BytesMut;
@@ -40,7 +41,7 @@ pub fn encode_frame(
             command: frame.command,
         });
     }
-    // Check everything and size the frame before writing a byte.
+    // Check everything and size the frame (unescaped) before writing a byte.
     let command = frame.command.as_str().as_bytes();
     let mut size = command.len() + 1;
     for (index, h) in frame.headers.as_slice().iter().enumerate() {
@@ -59,7 +60,8 @@ pub fn encode_frame(
             }
             size += name.len() + value.len() + 2;
         } else {
-            size += escape::escaped_len(name, escaping) + escape::escaped_len(value, escaping) + 2;
+            // Escapes are rare: size for none, and let an escaped header grow the buffer.
+            size += name.len() + value.len() + 2;
         }
     }
     let write_length = allows_body || !frame.body.is_empty();

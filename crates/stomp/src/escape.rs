@@ -96,6 +96,48 @@ pub(crate) fn unescape(raw: &str, escaping: Escaping) -> Option<String> {
     Some(out)
 }
 
+/// The first byte at or after `from` that `escaping` escapes, eight bytes at a time.
+#[inline]
+fn next_special(s: &[u8], from: usize, escaping: Escaping) -> Option<usize> {
+    use crate::grammar::{eq_mask, first};
+    let cr = escaping == Escaping::V12;
+    let mut i = from;
+    while i < s.len() {
+        let word = match s.get(i..i + 8) {
+            Some(chunk) => {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(chunk);
+                u64::from_le_bytes(bytes)
+            }
+            // The last, short chunk: the string's last eight bytes shifted so the ones already
+            // checked fall off (zeros come in, and zeros are never escaped).
+            None => match s.len().checked_sub(8).and_then(|start| s.get(start..)) {
+                Some(last) => {
+                    let mut bytes = [0u8; 8];
+                    bytes.copy_from_slice(last);
+                    u64::from_le_bytes(bytes) >> (8 * (8 - (s.len() - i)))
+                }
+                None => s
+                    .get(i..)
+                    .unwrap_or_default()
+                    .iter()
+                    .rev()
+                    .fold(0, |w, &b| w << 8 | u64::from(b)),
+            },
+        };
+        let mut mask = eq_mask(word, b'\n') | eq_mask(word, b':') | eq_mask(word, b'\\');
+        if cr {
+            mask |= eq_mask(word, b'\r');
+        }
+        // Each mask's lowest bit is exact, so the lowest bit of their union is too.
+        if mask != 0 {
+            return Some(i + first(mask));
+        }
+        i += 8;
+    }
+    None
+}
+
 /// Appends `s` to `dst` with the escapes `escaping` requires.
 #[inline]
 pub(crate) fn write_escaped(dst: &mut BytesMut, s: &[u8], escaping: Escaping) {
@@ -104,27 +146,29 @@ pub(crate) fn write_escaped(dst: &mut BytesMut, s: &[u8], escaping: Escaping) {
         return;
     }
     let mut run = 0;
-    for (i, &b) in s.iter().enumerate() {
-        // Fast reject: every escaped byte is one of `\n`, `\r`, `:`, `\`.
-        if b > b'\\' || (b > b'\r' && b != b':' && b != b'\\') {
-            continue;
-        }
-        if let Some(esc) = escaping.encode(b) {
-            dst.extend_from_slice(&s[run..i]);
+    while let Some(at) = next_special(s, run, escaping) {
+        dst.extend_from_slice(&s[run..at]);
+        if let Some(esc) = escaping.encode(s[at]) {
             dst.extend_from_slice(esc);
-            run = i + 1;
         }
+        run = at + 1;
     }
     dst.extend_from_slice(&s[run..]);
 }
 
 /// How many bytes `s` takes once escaped.
-#[inline]
-pub(crate) fn escaped_len(s: &[u8], escaping: Escaping) -> usize {
+#[cfg(test)]
+fn escaped_len(s: &[u8], escaping: Escaping) -> usize {
     if escaping == Escaping::None {
         return s.len();
     }
-    s.len() + s.iter().filter(|&&b| escaping.encode(b).is_some()).count()
+    let mut len = s.len();
+    let mut from = 0;
+    while let Some(at) = next_special(s, from, escaping) {
+        len += 1;
+        from = at + 1;
+    }
+    len
 }
 
 #[cfg(test)]
@@ -154,6 +198,30 @@ mod tests {
             Some("a\nb:\\\r")
         );
         assert_eq!(unescape(r"a\r", Escaping::V11), None);
+    }
+
+    #[test]
+    fn long_strings_escape_like_short_ones() {
+        for esc in [Escaping::V11, Escaping::V12] {
+            for (len, pos) in (1..41).flat_map(|len| (0..len).map(move |p| (len, p))) {
+                for special in [b'\n', b'\r', b':', b'\\', b'x'] {
+                    let mut s = vec![b'a'; len];
+                    s[pos] = special;
+                    s[(pos * 7) % len] = b'\\';
+                    let mut slow = Vec::new();
+                    for &b in &s {
+                        match esc.encode(b) {
+                            Some(e) => slow.extend_from_slice(e),
+                            None => slow.push(b),
+                        }
+                    }
+                    let mut fast = BytesMut::new();
+                    write_escaped(&mut fast, &s, esc);
+                    assert_eq!(&fast[..], &slow[..]);
+                    assert_eq!(escaped_len(&s, esc), slow.len());
+                }
+            }
+        }
     }
 
     #[test]

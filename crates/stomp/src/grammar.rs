@@ -26,7 +26,7 @@ pub(crate) struct LineMarks {
 /// The SWAR byte-equality mask: bit 7 of byte `k` is set when byte `k` of `word` equals `byte`
 /// (exact for the lowest set bit, which is all [`scan_line`] looks at).
 #[inline(always)]
-fn eq_mask(word: u64, byte: u8) -> u64 {
+pub(crate) fn eq_mask(word: u64, byte: u8) -> u64 {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let x = word ^ (LO * u64::from(byte));
@@ -35,7 +35,7 @@ fn eq_mask(word: u64, byte: u8) -> u64 {
 
 /// Index (0..8) of the byte a non-zero [`eq_mask`] points at first; 8 for an empty mask.
 #[inline(always)]
-fn first(mask: u64) -> usize {
+pub(crate) fn first(mask: u64) -> usize {
     (mask.trailing_zeros() / 8) as usize
 }
 
