@@ -143,6 +143,9 @@ struct Core<S> {
 
 const MAX_IOV: usize = 64;
 
+/// How much of a frame's claimed length the read buffer reserves before any of it arrived.
+const CLAIM_TRUST: usize = 64 << 10;
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
     fn poll_io_write(&mut self, cx: &mut Context<'_>, slot: Slot) -> Poll<io::Result<()>> {
         match self.wakers.clone() {
@@ -242,9 +245,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
             }
             let spare = self.rbuf.capacity() - self.rbuf.len();
             if spare < 1024 {
+                // Room for the rest of the current frame, but trusting its claimed length only
+                // up to what has arrived (geometric growth) or CLAIM_TRUST, whichever is larger.
                 let missing = self.conn.decoder().frame_bytes_missing(&self.rbuf);
-                let grow = self.cfg.read_buffer_size.max(missing.min(self.rbuf.len()));
-                self.rbuf.reserve(grow);
+                let trusted = missing.min(self.rbuf.len().max(CLAIM_TRUST));
+                self.rbuf.reserve(self.cfg.read_buffer_size.max(trusted));
             }
             match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
                 Poll::Pending => {
