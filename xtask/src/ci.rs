@@ -2,8 +2,11 @@
 
 use crate::{Result, cargo, exec};
 
+/// A named CI step.
+type Step = (&'static str, fn() -> Result);
+
 pub fn run_all() -> Result {
-    let steps: &[(&str, fn() -> Result)] = &[
+    let steps: &[Step] = &[
         ("fmt", || {
             exec(cargo().args(["fmt", "--all", "--", "--check"]))
         }),
