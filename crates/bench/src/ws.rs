@@ -193,15 +193,32 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 // ---------------------------------------------------------------------------------------------
 // Decode: server role, masked client frames in, whole messages out
 
-/// switchboard-ws: [`Decoder`] (server role) over a `BytesMut` copied from `wire`.
+/// Read size of the [`decode_switchboard`] loop (a common socket read size).
+pub const READ_SIZE: usize = 64 << 10;
+
+/// switchboard-ws: [`Decoder`] (server role) over a `BytesMut` read buffer, fed the way a socket
+/// loop feeds it: reads of [`READ_SIZE`] bytes, or of the rest of the current frame when
+/// [`Decoder::frame_bytes_missing`] says more is missing.
 pub fn decode_switchboard(wire: &[u8], count: usize) -> u64 {
-    // One copy into the read buffer, as a socket read would do.
-    let mut buf = BytesMut::from(wire);
+    let mut input = wire;
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut dec = Decoder::new(Role::Server, Limits::default());
     let mut acc = 0;
-    for _ in 0..count {
+    let mut n = 0;
+    while n < count {
         match dec.decode(&mut buf) {
-            Ok(Some(m)) => acc = fold(acc, m.payload()),
+            Ok(Some(m)) => {
+                acc = fold(acc, m.payload());
+                n += 1;
+            }
+            Ok(None) if !input.is_empty() => {
+                // the "read": one copy into the buffer's spare capacity
+                let want = READ_SIZE
+                    .max(dec.frame_bytes_missing(&buf))
+                    .min(input.len());
+                buf.extend_from_slice(&input[..want]);
+                input = &input[want..];
+            }
             other => panic!("switchboard decode: {other:?}"),
         }
     }
