@@ -45,23 +45,8 @@ pub(crate) async fn serve_connection(
     match tls {
         None => serve_io(stream, peer, shared, slot).await,
         Some(acc) => {
-            let timeout = shared.config.limits.connect_timeout();
-            match tokio::time::timeout(timeout, acc.accept(stream)).await {
-                Ok(Ok(s)) => serve_io(s, peer, shared, slot).await,
-                Ok(Err(e)) => {
-                    shared
-                        .metrics
-                        .tls_handshake_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    debug!(%peer, error = %e, "TLS handshake failed");
-                }
-                Err(_) => {
-                    shared
-                        .metrics
-                        .tls_handshake_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    debug!(%peer, "TLS handshake timed out");
-                }
+            if let Some(s) = crate::server::accept_tls(&acc, stream, peer, &shared).await {
+                serve_io(s, peer, shared, slot).await;
             }
         }
     }

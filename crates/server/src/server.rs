@@ -416,24 +416,30 @@ async fn serve_stomp(
     match tls {
         None => crate::stomp_tcp::serve(stream, peer, shared, slot).await,
         Some(acc) => {
-            let timeout = shared.config.limits.connect_timeout();
-            match tokio::time::timeout(timeout, acc.accept(stream)).await {
-                Ok(Ok(tls_stream)) => crate::stomp_tcp::serve(tls_stream, peer, shared, slot).await,
-                Ok(Err(e)) => {
-                    shared
-                        .metrics
-                        .tls_handshake_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    debug!(%peer, error = %e, "TLS handshake failed");
-                }
-                Err(_) => {
-                    shared
-                        .metrics
-                        .tls_handshake_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    debug!(%peer, "TLS handshake timed out");
-                }
+            if let Some(tls_stream) = accept_tls(&acc, stream, peer, &shared).await {
+                crate::stomp_tcp::serve(tls_stream, peer, shared, slot).await;
             }
         }
     }
+}
+
+/// Runs the TLS handshake within the connect timeout; a failure is counted and logged.
+pub(crate) async fn accept_tls(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let timeout = shared.config.limits.connect_timeout();
+    let failure = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => return Some(s),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    shared
+        .metrics
+        .tls_handshake_failed
+        .fetch_add(1, Ordering::Relaxed);
+    debug!(%peer, error = %failure, "TLS handshake failed");
+    None
 }
