@@ -172,6 +172,9 @@ impl Shared {
     }
 }
 
+/// What a plain-TCP STOMP client gets when the connection limit is reached (then the close).
+const OVER_LIMIT_ERROR: &[u8] = b"ERROR\nmessage:Too many connections\ncontent-type:text/plain\ncontent-length:56\n\nThe server is at its connection limit; try again later.\n\0";
+
 /// A bound, not yet running server.
 ///
 /// ```no_run
@@ -385,6 +388,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, kind: Kind) {
         };
         let Some(slot) = shared.try_open(transport) else {
             debug!(%peer, "connection limit reached; closing");
+            if transport == Transport::Tcp {
+                // Best effort and never blocking the accept loop: tell a plain STOMP client why.
+                let _ = stream.try_write(OVER_LIMIT_ERROR);
+            }
             drop(stream);
             continue;
         };

@@ -290,6 +290,9 @@ async fn connection_limit_refuses_extra_connections() {
     let mut b = StompClient::tcp(server.stomp()).await;
     b.connect().await;
     let mut c = StompClient::tcp(server.stomp()).await;
+    let refused = c.recv().await;
+    assert_eq!(refused.command, Command::Error);
+    assert_eq!(refused.get("message"), Some("Too many connections"));
     c.expect_closed().await;
     drop(a);
     // The slot comes back once the first connection is gone.
