@@ -293,18 +293,31 @@ impl Scan {
         self.scan_from = body_start;
         self.phase = Phase::Body;
         if let Some(n) = self.content_length {
-            if n > 0 && rules.strict_body && !self.command.allows_body() {
-                return Err(ParseError::BodyNotAllowed {
-                    offset: base + body_start,
-                    command: self.command,
-                });
-            }
-            if n > limits.max_body {
-                return Err(ParseError::BodyTooLarge {
-                    offset: base + body_start,
-                    limit: limits.max_body,
-                });
-            }
+            self.check_body_len(n, rules, limits, base + body_start)?;
+        }
+        Ok(())
+    }
+
+    /// The two rules a body's length must meet (only SEND, MESSAGE and ERROR carry one in 1.1+;
+    /// at most `max_body` bytes), checked in the same order wherever the length comes from.
+    fn check_body_len(
+        &self,
+        len: usize,
+        rules: Rules,
+        limits: &Limits,
+        offset: usize,
+    ) -> Result<(), ParseError> {
+        if len > 0 && rules.strict_body && !self.command.allows_body() {
+            return Err(ParseError::BodyNotAllowed {
+                offset,
+                command: self.command,
+            });
+        }
+        if len > limits.max_body {
+            return Err(ParseError::BodyTooLarge {
+                offset,
+                limit: limits.max_body,
+            });
         }
         Ok(())
     }
@@ -339,18 +352,7 @@ impl Scan {
                 // Same checks, same order, whether the NUL is here yet or not: the outcome does
                 // not depend on how the input was chunked.
                 let len = found.unwrap_or(input.len()).saturating_sub(body_start);
-                if len > 0 && rules.strict_body && !self.command.allows_body() {
-                    return Err(ParseError::BodyNotAllowed {
-                        offset: base + body_start,
-                        command: self.command,
-                    });
-                }
-                if len > limits.max_body {
-                    return Err(ParseError::BodyTooLarge {
-                        offset: base + body_start,
-                        limit: limits.max_body,
-                    });
-                }
+                self.check_body_len(len, rules, limits, base + body_start)?;
                 match found {
                     Some(end) => end,
                     None => {
