@@ -151,11 +151,7 @@ pub fn run(args: &[String]) -> Result {
             failures.push(format!("{} role: {e}", role.name()));
         }
     }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(failures.join("; ").into())
-    }
+    crate::fail_on(failures)
 }
 
 /// Prints counts, the failing cases and the diff against the expected file (rewritten from the

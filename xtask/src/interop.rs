@@ -58,11 +58,7 @@ pub fn run(args: &[String]) -> Result {
             failures.push(format!("{} suite: {e}", suite.name()));
         }
     }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(failures.join("; ").into())
-    }
+    crate::fail_on(failures)
 }
 
 #[derive(Clone, Copy)]

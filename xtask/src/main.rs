@@ -89,6 +89,16 @@ pub fn exec(cmd: &mut Command) -> Result {
     }
 }
 
+/// Ok when nothing failed; otherwise one error naming every failure (tasks that run several
+/// parts report them all, not just the first).
+pub fn fail_on(failures: Vec<String>) -> Result {
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; ").into())
+    }
+}
+
 /// A `cargo` command using the same toolchain as this xtask.
 pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
