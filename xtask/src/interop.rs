@@ -23,7 +23,7 @@ use crate::{Result, cargo, exec, project_root, xtask_dir};
 const PYTHON_REQUIREMENTS: &[&str] = &[
     "pytest==8.4.2",
     "websockets==15.0.1",
-    "stomp.py==8.2.0",
+    "stomp.py==9.0.0",
     "trustme==1.2.1",
 ];
 /// npm packages of the Node suite.
