@@ -87,6 +87,8 @@ impl ShutdownSignal {
 pub(crate) struct Connections {
     open: AtomicUsize,
     idle: Notify,
+    /// Refused connections still being told why (see [`refuse`]); bounded by [`MAX_REFUSING`].
+    refusing: AtomicUsize,
 }
 
 /// Held by a connection task; releases its slot when dropped.
@@ -174,6 +176,51 @@ impl Shared {
 
 /// What a plain-TCP STOMP client gets when the connection limit is reached (then the close).
 const OVER_LIMIT_ERROR: &[u8] = b"ERROR\nmessage:Too many connections\ncontent-type:text/plain\ncontent-length:56\n\nThe server is at its connection limit; try again later.\n\0";
+
+/// What a plain-HTTP client (a WebSocket handshake included) gets at the connection limit.
+const OVER_LIMIT_HTTP: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: text/plain\r\ncontent-length: 56\r\n\r\nThe server is at its connection limit; try again later.\n";
+
+/// Most refused connections being answered at once; past that they are closed unanswered.
+const MAX_REFUSING: usize = 64;
+/// How long a refused connection is kept to deliver its answer.
+const REFUSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Tells a connection over the limit why it is refused, then closes it.
+///
+/// Never blocks the accept loop: the answer is written at once if the socket takes it (a fresh
+/// socket always does), and the connection lingers at most [`REFUSE_LINGER`], reading and
+/// discarding what the client already sent, so that the close is a FIN after the answer and not
+/// a reset that could destroy it. At most [`MAX_REFUSING`] linger at once; beyond that (a flood)
+/// connections are closed without an answer, so refusing costs bounded memory.
+fn refuse(stream: TcpStream, reply: &'static [u8], shared: &Arc<Shared>) {
+    let refusing = &shared.connections.refusing;
+    if refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
+        refusing.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        let linger = async {
+            stream.write_all(reply).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            // Bounded by the timeout below and by the bytes read.
+            let mut left = 64 * 1024usize;
+            while left > 0 {
+                let n = stream.read(&mut sink).await?;
+                if n == 0 {
+                    break;
+                }
+                left = left.saturating_sub(n);
+            }
+            Ok::<(), io::Error>(())
+        };
+        let _ = tokio::time::timeout(REFUSE_LINGER, linger).await;
+        shared.connections.refusing.fetch_sub(1, Ordering::AcqRel);
+    });
+}
 
 /// A bound, not yet running server.
 ///
@@ -388,11 +435,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, kind: Kind) {
         };
         let Some(slot) = shared.try_open(transport) else {
             debug!(%peer, "connection limit reached; closing");
-            if transport == Transport::Tcp {
-                // Best effort and never blocking the accept loop: tell a plain STOMP client why.
-                let _ = stream.try_write(OVER_LIMIT_ERROR);
+            let reply = match &kind {
+                Kind::Stomp(None) => Some(OVER_LIMIT_ERROR),
+                Kind::Http(None) => Some(OVER_LIMIT_HTTP),
+                // A TLS client would need a handshake first, which is what the limit saves.
+                Kind::Stomp(Some(_)) | Kind::Http(Some(_)) => None,
+            };
+            if let Some(reply) = reply {
+                refuse(stream, reply, &shared);
             }
-            drop(stream);
             continue;
         };
         let shared = shared.clone();

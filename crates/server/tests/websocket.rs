@@ -298,3 +298,35 @@ async fn permessage_deflate_when_enabled() {
     assert_eq!(&c.recv().await.body[..], body.as_bytes());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn http_over_the_connection_limit_gets_503_then_the_slot_comes_back() {
+    let mut config = test_config();
+    config.limits.max_connections = 1;
+    let server = start(config).await;
+    let (ws, _) = ws_connect(server.http(), "/chat", &["v12.stomp"], None)
+        .await
+        .expect("the first connection fits");
+    // A WebSocket handshake over the limit is answered, not just cut off.
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let (status, text) = http_get(server.http(), "/chat", upgrade).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("retry-after: 1"),
+        "{text}"
+    );
+    assert!(text.ends_with("try again later.\n"), "{text}");
+    drop(ws);
+    // The slot comes back once the WebSocket is gone (bounded wait).
+    let mut status = 0;
+    for _ in 0..100 {
+        status = http_get(server.http(), "/healthz", "").await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200);
+    server.shutdown().await;
+}
