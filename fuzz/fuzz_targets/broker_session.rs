@@ -95,6 +95,7 @@ fn config() -> BrokerConfig {
             max_unacked_per_subscription: 8,
             max_transactions_per_session: 2,
             max_frames_per_transaction: 4,
+            max_transaction_bytes: 1024,
         },
         ..BrokerConfig::default()
     }

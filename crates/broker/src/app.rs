@@ -6,7 +6,7 @@ use bytes::Bytes;
 use switchboard_stomp::Headers;
 
 use crate::auth::Principal;
-use crate::backend::PublishOutcome;
+use crate::backend::{Publication, PublishOutcome};
 use crate::broker::BrokerInner;
 
 /// A SEND to an application destination, as a handler sees it.
@@ -30,12 +30,16 @@ pub struct AppMessage<'a> {
 pub struct AppContext<'a> {
     pub(crate) broker: &'a BrokerInner,
     pub(crate) user: &'a str,
+    /// Set while a transaction commits: publishes are collected here and applied with the rest
+    /// of the transaction, all-or-nothing.
+    pub(crate) staged: Option<&'a mut Vec<Publication>>,
 }
 
 impl fmt::Debug for AppContext<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppContext")
             .field("user", &self.user)
+            .field("in_transaction", &self.staged.is_some())
             .finish()
     }
 }
@@ -70,15 +74,33 @@ impl std::error::Error for AppError {}
 impl AppContext<'_> {
     /// Publishes to `destination` (a topic, queue or `/user/{name}/...` destination; not an
     /// application destination). `headers` are passed on like a SEND's.
+    ///
+    /// When the SEND that reached the handler was part of a transaction, the handler runs at
+    /// COMMIT and what it publishes joins the transaction: it is applied together with the
+    /// transaction's other SENDs, or not at all. The outcome is then the default one (nothing
+    /// delivered yet) — see [`in_transaction`](Self::in_transaction).
     pub fn publish(
         &mut self,
         destination: &str,
         headers: &Headers,
         body: Bytes,
     ) -> Result<PublishOutcome, AppError> {
-        self.broker
-            .publish_routed(destination, headers, body, false)
-            .map_err(|e| AppError::new(e.message, e.detail))
+        let result = match self.staged.as_deref_mut() {
+            Some(staged) => self
+                .broker
+                .stage_routed(destination, headers, body, false, staged)
+                .map(|()| PublishOutcome::default()),
+            None => self
+                .broker
+                .publish_routed(destination, headers, body, false),
+        };
+        result.map_err(|e| AppError::new(e.message, e.detail))
+    }
+
+    /// Whether the handler runs as part of a transaction's COMMIT (its publishes are applied
+    /// with the transaction, all-or-nothing, after it returns).
+    pub fn in_transaction(&self) -> bool {
+        self.staged.is_some()
     }
 
     /// Sends to the sender's user destination: `destination` `/queue/x` (or `/user/queue/x`)

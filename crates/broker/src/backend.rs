@@ -24,6 +24,16 @@ pub struct PublishOutcome {
     pub queued: bool,
 }
 
+/// One message of an all-or-nothing batch (a transaction's SENDs at COMMIT), for
+/// [`Backend::publish_all`].
+#[derive(Clone, Debug)]
+pub struct Publication {
+    /// Where it goes.
+    pub route: Route,
+    /// The message.
+    pub message: Arc<Message>,
+}
+
 /// Why a backend refused an operation. `message()` goes into the sender's ERROR frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -91,6 +101,21 @@ pub trait Backend: Send + Sync + 'static {
     /// (round-robin among those with credit) for a queue, or keeps it queued.
     fn publish(&self, route: &Route, message: Arc<Message>)
     -> Result<PublishOutcome, BackendError>;
+
+    /// Publishes `batch` all-or-nothing, in order: a committed transaction's SENDs.
+    ///
+    /// First checks that every queue in the batch has room for all of the batch's messages to it
+    /// (`max_pending_per_queue` minus what is waiting, as if no consumer took any of them); if one
+    /// has not, publishes nothing and returns the error (`QueueFull` naming that queue). Otherwise
+    /// publishes each message as [`publish`](Self::publish) would, without another publish to
+    /// those queues interleaved, and returns one outcome per message. Fan-out destinations never
+    /// refuse.
+    ///
+    /// A Redis backend implements this with one server-side script (or `MULTI`/`EXEC` under
+    /// `WATCH`): `LLEN` every queue key, compare with the batch's count for it, then `RPUSH` and
+    /// `PUBLISH` everything — atomic as long as the keys live on one node (hash tags on a
+    /// cluster).
+    fn publish_all(&self, batch: &[Publication]) -> Result<Vec<PublishOutcome>, BackendError>;
 
     /// Deliveries the session is done with: `acked` are consumed; `requeue` go back to their
     /// queue (in order, ahead of newer messages) for another consumer — each one's

@@ -13,7 +13,7 @@ use switchboard_stomp::{Headers, Version};
 
 use crate::app::{AppContext, AppError, AppHandler, AppMessage, FnHandler};
 use crate::auth::{AllowAll, Authenticator, Principal};
-use crate::backend::{Backend, BackendError, PublishOutcome};
+use crate::backend::{Backend, BackendError, Publication, PublishOutcome};
 use crate::config::BrokerConfig;
 use crate::destination::{DestinationKind, Pattern, Route, RouteKind};
 use crate::error::{ErrorKind, StompError};
@@ -388,6 +388,19 @@ impl BrokerInner {
         ))
     }
 
+    /// Where a SEND to `dest` is routed, without handlers: application destinations only with
+    /// `allow_app`, through the config's `app_mappings`.
+    fn route_for(&self, dest: &str, allow_app: bool) -> Result<(Route, ByteString), StompError> {
+        match self.resolve_send(dest)? {
+            SendTarget::Route { route, shown_as } => Ok((route, shown_as)),
+            SendTarget::App if allow_app => self.map_app(dest),
+            SendTarget::App => Err(StompError::new(
+                ErrorKind::InvalidDestination,
+                format!("handlers cannot publish to application destination {dest}"),
+            )),
+        }
+    }
+
     /// Publishes to a non-application destination (or, with `allow_app`, through the config's
     /// application mappings — never handlers).
     pub(crate) fn publish_routed(
@@ -397,16 +410,41 @@ impl BrokerInner {
         body: Bytes,
         allow_app: bool,
     ) -> Result<PublishOutcome, StompError> {
-        match self.resolve_send(dest)? {
-            SendTarget::Route { route, shown_as } => {
-                self.publish_route(&route, shown_as, headers, body)
-            }
-            SendTarget::App if allow_app => self.publish_mapped(dest, headers, body),
-            SendTarget::App => Err(StompError::new(
-                ErrorKind::InvalidDestination,
-                format!("handlers cannot publish to application destination {dest}"),
-            )),
-        }
+        let (route, shown_as) = self.route_for(dest, allow_app)?;
+        self.publish_route(&route, shown_as, headers, body)
+    }
+
+    /// Like [`publish_routed`](Self::publish_routed), but adds the message to `staged` (a
+    /// transaction being committed) instead of publishing it.
+    pub(crate) fn stage_routed(
+        &self,
+        dest: &str,
+        headers: &Headers,
+        body: Bytes,
+        allow_app: bool,
+        staged: &mut Vec<Publication>,
+    ) -> Result<(), StompError> {
+        let (route, shown_as) = self.route_for(dest, allow_app)?;
+        self.stage_route(route, shown_as, headers, body, staged);
+        Ok(())
+    }
+
+    pub(crate) fn stage_route(
+        &self,
+        route: Route,
+        shown_as: ByteString,
+        headers: &Headers,
+        body: Bytes,
+        staged: &mut Vec<Publication>,
+    ) {
+        let message = Arc::new(Message::new(
+            self.next_message_id(),
+            shown_as,
+            route.destination_kind,
+            headers,
+            body,
+        ));
+        staged.push(Publication { route, message });
     }
 
     pub(crate) fn publish_route(
@@ -433,20 +471,27 @@ impl BrokerInner {
         }
     }
 
+    /// Publishes a committed transaction's messages all-or-nothing.
+    pub(crate) fn publish_all(&self, batch: &[Publication]) -> Result<(), StompError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self.backend.publish_all(batch).map_err(backend_error)?;
+        for p in batch {
+            self.metrics.message_in(p.route.destination_kind);
+        }
+        self.metrics
+            .dropped(outcomes.iter().map(|o| o.dropped).sum::<usize>());
+        Ok(())
+    }
+
     /// Rewrites an application destination with the first matching `app_mappings` entry.
-    fn publish_mapped(
-        &self,
-        dest: &str,
-        headers: &Headers,
-        body: Bytes,
-    ) -> Result<PublishOutcome, StompError> {
+    fn map_app(&self, dest: &str) -> Result<(Route, ByteString), StompError> {
         for m in &self.config.app_mappings {
             if let Some(rest) = dest.strip_prefix(m.from.as_str()) {
                 let target = format!("{}{rest}", m.to);
                 return match self.resolve_send(&target)? {
-                    SendTarget::Route { route, shown_as } => {
-                        self.publish_route(&route, shown_as, headers, body)
-                    }
+                    SendTarget::Route { route, shown_as } => Ok((route, shown_as)),
                     SendTarget::App => Err(StompError::new(
                         ErrorKind::InvalidDestination,
                         format!("{dest} maps to application destination {target}"),
@@ -460,7 +505,25 @@ impl BrokerInner {
         ))
     }
 
+    fn find_handler(&self, dest: &str) -> Option<&(String, Arc<dyn AppHandler>)> {
+        self.handlers
+            .iter()
+            .find(|(prefix, _)| has_prefix(dest, prefix) || dest == prefix)
+    }
+
+    /// Checks that a SEND to application destination `dest` can be routed (a handler or a
+    /// mapping), for a SEND entering a transaction.
+    pub(crate) fn check_app(&self, dest: &str) -> Result<(), StompError> {
+        if self.find_handler(dest).is_some() {
+            Ok(())
+        } else {
+            self.map_app(dest).map(|_| ())
+        }
+    }
+
     /// A SEND to an application destination: the longest matching handler, else the mappings.
+    /// With `staged` (a transaction being committed), what it publishes is added there instead.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_app(
         &self,
         dest: &str,
@@ -469,13 +532,10 @@ impl BrokerInner {
         session_id: &str,
         principal: Option<&Principal>,
         user: &str,
+        staged: Option<&mut Vec<Publication>>,
     ) -> Result<(), StompError> {
         self.metrics.message_in(DestinationKind::App);
-        let found = self
-            .handlers
-            .iter()
-            .find(|(prefix, _)| has_prefix(dest, prefix) || dest == prefix);
-        match found {
+        match self.find_handler(dest) {
             Some((prefix, handler)) => {
                 let message = AppMessage {
                     destination: dest,
@@ -485,12 +545,27 @@ impl BrokerInner {
                     session_id,
                     principal,
                 };
-                let mut ctx = AppContext { broker: self, user };
+                let mut ctx = AppContext {
+                    broker: self,
+                    user,
+                    staged,
+                };
                 handler.handle(&message, &mut ctx).map_err(|e| {
                     StompError::new(ErrorKind::Application, e.detail).with_message(e.message)
                 })
             }
-            None => self.publish_mapped(dest, headers, body).map(|_| ()),
+            None => {
+                let (route, shown_as) = self.map_app(dest)?;
+                match staged {
+                    Some(staged) => {
+                        self.stage_route(route, shown_as, headers, body, staged);
+                        Ok(())
+                    }
+                    None => self
+                        .publish_route(&route, shown_as, headers, body)
+                        .map(|_| ()),
+                }
+            }
         }
     }
 }

@@ -127,6 +127,9 @@ pub struct Limits {
     pub max_transactions_per_session: usize,
     /// Frames (SEND/ACK/NACK) buffered per transaction. Default 10 000.
     pub max_frames_per_transaction: usize,
+    /// Bytes (SEND bodies and headers, ACK/NACK headers) buffered in one session's open
+    /// transactions together; the frame that would go beyond it gets an ERROR. Default 4 MiB.
+    pub max_transaction_bytes: usize,
 }
 
 impl Default for Limits {
@@ -140,6 +143,7 @@ impl Default for Limits {
             max_unacked_per_subscription: 1024,
             max_transactions_per_session: 64,
             max_frames_per_transaction: 10_000,
+            max_transaction_bytes: 4 << 20,
         }
     }
 }

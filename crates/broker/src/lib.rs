@@ -48,10 +48,12 @@
 //! - `prefetch-count` caps unacknowledged messages per client-ack subscription (default and cap:
 //!   `max_unacked_per_subscription`). A queue keeps messages for a consumer without credit; a
 //!   topic (fan-out) subscription without credit misses the message (`messages_dropped`).
-//! - Transactions buffer SEND/ACK/NACK until COMMIT, which applies them in order; ABORT,
-//!   DISCONNECT and connection loss discard them. A COMMIT is not all-or-nothing if one of its
-//!   SENDs fails (e.g. queue full): the ones before it stay published, and the session gets an
-//!   ERROR.
+//! - Transactions buffer SEND/ACK/NACK until COMMIT, which applies them all-or-nothing: every
+//!   SEND is routed and the whole batch handed to [`Backend::publish_all`], which refuses it
+//!   whole if a queue lacks room for all of its messages; only then are the ACK/NACKs applied.
+//!   A refused COMMIT gets an ERROR and nothing is applied. A SEND with an unroutable
+//!   destination or an ACK naming nothing is an ERROR when it enters the transaction. ABORT,
+//!   DISCONNECT and connection loss discard a transaction.
 //!
 //! # Driving a session from a transport
 //! ```text
@@ -76,7 +78,7 @@
 //! # Limits (defaults)
 //! See [`Limits`]: 10 000 connections, 1 024 subscriptions per session, 10 000 pending messages
 //! per queue, 4 096 frames / 8 MiB per outbound queue, 1 024 unacked per subscription, 64
-//! transactions per session of at most 10 000 frames each. Frame, header and body sizes are the
+//! transactions per session of at most 10 000 frames each and 4 MiB buffered in all of them. Frame, header and body sizes are the
 //! STOMP parser's limits. A full outbound queue disconnects the client with an ERROR by default
 //! ([`SlowConsumerPolicy`]).
 
@@ -99,7 +101,7 @@ mod subscription;
 
 pub use app::{AppContext, AppError, AppHandler, AppMessage};
 pub use auth::{AllowAll, AuthError, Authenticator, ConnectInfo, Principal, StaticUsers};
-pub use backend::{Backend, BackendError, BackendStats, PublishOutcome};
+pub use backend::{Backend, BackendError, BackendStats, Publication, PublishOutcome};
 pub use broker::{Broker, BrokerBuilder, PublishError, SessionOptions};
 pub use config::{AppMapping, BrokerConfig, HeartBeat, Limits, Prefixes, SlowConsumerPolicy};
 pub use destination::{DestinationKind, Pattern, Route, RouteKind};

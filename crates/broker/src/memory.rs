@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use bytestring::ByteString;
 
-use crate::backend::{Backend, BackendError, BackendStats, PublishOutcome};
+use crate::backend::{Backend, BackendError, BackendStats, Publication, PublishOutcome};
 use crate::destination::{DestinationKind, Route, RouteKind, is_separator};
 use crate::message::Message;
 use crate::subscription::{Delivery, OfferError, Subscriber};
@@ -112,10 +112,74 @@ impl MemoryBackend {
         f(&mut lock(q))
     }
 
+    /// [`Backend::publish_all`] with every queue of the batch present in `queues`: locks them
+    /// (in key order, so two batches cannot deadlock), checks room for the whole batch, then
+    /// publishes in batch order while holding the locks.
+    fn publish_locked(
+        &self,
+        queues: &HashMap<ByteString, Mutex<QueueState>>,
+        batch: &[Publication],
+        need: &[(&ByteString, usize)],
+    ) -> Result<Vec<PublishOutcome>, BackendError> {
+        let mut locked: Vec<MutexGuard<'_, QueueState>> = Vec::with_capacity(need.len());
+        for (key, n) in need {
+            let Some(q) = queues.get(*key) else {
+                return Err(BackendError::Unavailable {
+                    reason: format!("queue {key} vanished during a batch publish"),
+                });
+            };
+            let q = lock(q);
+            if q.pending.len().saturating_add(*n) > self.max_pending {
+                return Err(BackendError::QueueFull {
+                    destination: key.to_string(),
+                });
+            }
+            locked.push(q);
+        }
+        let fanout = read(&self.fanout);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for p in batch {
+            let mut outcome = PublishOutcome::default();
+            match p.route.kind {
+                RouteKind::FanOut => fan_out(&fanout, &p.route, &p.message, &mut outcome),
+                RouteKind::Queue => {
+                    let idx = need
+                        .binary_search_by(|(k, _)| (*k).cmp(&p.route.key))
+                        .map_err(|_| BackendError::Unavailable {
+                            reason: "batch queue not locked".to_owned(),
+                        })?;
+                    let q = &mut locked[idx];
+                    q.pending.push_back((p.message.clone(), false));
+                    outcome.delivered = q.dispatch();
+                    outcome.queued = outcome.delivered == 0;
+                }
+            }
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
     fn dispatch_queue(&self, key: &ByteString) {
         let queues = read(&self.queues);
         if let Some(q) = queues.get(key) {
             lock(q).dispatch();
+        }
+    }
+}
+
+/// Offers `message` to every subscription of `t` matching `route`.
+fn fan_out(t: &FanOutTable, route: &Route, message: &Arc<Message>, outcome: &mut PublishOutcome) {
+    if let Some(subs) = t.exact.get(&route.key) {
+        for s in subs {
+            count(outcome, s.offer(message, false, 0));
+        }
+    }
+    if !t.wildcard.is_empty() && route.destination_kind == DestinationKind::Topic {
+        let parts: Vec<&str> = route.key.split(is_separator).collect();
+        for s in &t.wildcard {
+            if s.pattern().is_some_and(|p| p.matches_segments(&parts)) {
+                count(outcome, s.offer(message, false, 0));
+            }
         }
     }
 }
@@ -187,22 +251,7 @@ impl Backend for MemoryBackend {
     ) -> Result<PublishOutcome, BackendError> {
         let mut outcome = PublishOutcome::default();
         match route.kind {
-            RouteKind::FanOut => {
-                let t = read(&self.fanout);
-                if let Some(subs) = t.exact.get(&route.key) {
-                    for s in subs {
-                        count(&mut outcome, s.offer(&message, false, 0));
-                    }
-                }
-                if !t.wildcard.is_empty() && route.destination_kind == DestinationKind::Topic {
-                    let parts: Vec<&str> = route.key.split(is_separator).collect();
-                    for s in &t.wildcard {
-                        if s.pattern().is_some_and(|p| p.matches_segments(&parts)) {
-                            count(&mut outcome, s.offer(&message, false, 0));
-                        }
-                    }
-                }
-            }
+            RouteKind::FanOut => fan_out(&read(&self.fanout), route, &message, &mut outcome),
             RouteKind::Queue => {
                 let max = self.max_pending;
                 let full = self.with_queue(&route.key, |q| {
@@ -224,6 +273,54 @@ impl Backend for MemoryBackend {
             }
         }
         Ok(outcome)
+    }
+
+    fn publish_all(&self, batch: &[Publication]) -> Result<Vec<PublishOutcome>, BackendError> {
+        // Messages per queue, sorted by queue: the lock order.
+        let mut keys: Vec<&ByteString> = batch
+            .iter()
+            .filter(|p| p.route.kind == RouteKind::Queue)
+            .map(|p| &p.route.key)
+            .collect();
+        keys.sort_unstable();
+        let mut need: Vec<(&ByteString, usize)> = Vec::new();
+        for k in keys {
+            match need.last_mut() {
+                Some((last, n)) if *last == k => *n += 1,
+                _ => need.push((k, 1)),
+            }
+        }
+        {
+            let queues = read(&self.queues);
+            if need.iter().all(|(k, _)| queues.contains_key(*k)) {
+                return self.publish_locked(&queues, batch, &need);
+            }
+        }
+        // Some queue does not exist yet: create it and publish under the map's write lock (only
+        // a batch's first use of a queue pays for this).
+        let mut queues = write(&self.queues);
+        let mut created = Vec::new();
+        for (k, _) in &need {
+            if !queues.contains_key(*k) {
+                let key = ByteString::from(k.to_string());
+                queues.insert(key.clone(), Mutex::default());
+                created.push(key);
+            }
+        }
+        let result = self.publish_locked(&queues, batch, &need);
+        if result.is_err() {
+            // Refused: queues made for it and still empty go again.
+            for key in created {
+                let unused = queues.get(&key).is_some_and(|q| {
+                    let q = lock(q);
+                    q.pending.is_empty() && q.consumers.is_empty()
+                });
+                if unused {
+                    queues.remove(&key);
+                }
+            }
+        }
+        result
     }
 
     fn settle(&self, acked: Vec<Delivery>, requeue: Vec<Delivery>) {

@@ -89,6 +89,23 @@ enum TxOp {
     Ack { frame: Frame, nack: bool },
 }
 
+/// An open transaction: the frames it buffers until COMMIT, and their estimated size.
+#[derive(Default)]
+struct Transaction {
+    ops: Vec<TxOp>,
+    bytes: usize,
+}
+
+/// What a buffered frame is charged against `max_transaction_bytes`.
+fn buffered_size(frame: &Frame) -> usize {
+    let headers: usize = frame
+        .headers
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 2)
+        .sum();
+    frame.command.as_str().len() + 2 + headers + frame.body.len()
+}
+
 /// One client connection's STOMP state. Created by [`Broker::open_session`](crate::Broker::open_session).
 ///
 /// Drive it:
@@ -117,7 +134,9 @@ pub struct Session {
     ids: HashMap<ByteString, u64>,
     next_key: u64,
     next_seq: u64,
-    transactions: HashMap<ByteString, Vec<TxOp>>,
+    transactions: HashMap<ByteString, Transaction>,
+    /// Bytes buffered in all open transactions (bounded by `max_transaction_bytes`).
+    transaction_bytes: usize,
     /// Frames the session produced itself, and deliveries that were queued before them (so a
     /// RECEIPT follows the MESSAGEs its frame caused), in send order.
     control: VecDeque<Outgoing>,
@@ -190,6 +209,7 @@ impl Session {
             next_key: 1,
             next_seq: 1,
             transactions: HashMap::new(),
+            transaction_bytes: 0,
             control: VecDeque::new(),
             heart_in: None,
             heart_out: None,
@@ -645,20 +665,16 @@ impl Session {
         let Some(dest) = header_of(&frame, "destination") else {
             return Err(StompError::missing("SEND", "destination"));
         };
-        // Validate the destination now, even inside a transaction.
+        // Validate the destination now, even inside a transaction: a SEND that could never be
+        // routed is an ERROR at that frame, not at COMMIT.
         let target = self
             .broker
             .resolve_send_shared(dest, frame.headers.get_shared("destination"))?;
         if let Some(tx) = shared(&frame, "transaction") {
-            let limit = self.broker.config.limits.max_frames_per_transaction;
-            let ops = self.transaction_ops(&tx)?;
-            if ops.len() >= limit {
-                return Err(StompError::new(
-                    ErrorKind::Limit,
-                    format!("more than {limit} frames in transaction '{tx}'"),
-                ));
+            if let SendTarget::App = target {
+                self.broker.check_app(dest)?;
             }
-            ops.push(TxOp::Send(frame));
+            self.buffer(&tx, TxOp::Send(frame))?;
             return Ok(Reply::Receipt);
         }
         self.publish(target, frame)?;
@@ -675,6 +691,7 @@ impl Session {
                 &self.id,
                 self.principal.as_ref(),
                 &self.user,
+                None,
             ),
             SendTarget::Route { route, shown_as } => self
                 .broker
@@ -842,15 +859,7 @@ impl Session {
     fn on_ack(&mut self, frame: Frame, nack: bool) -> Result<Reply, StompError> {
         let target = self.locate_ack(&frame)?;
         if let Some(tx) = shared(&frame, "transaction") {
-            let limit = self.broker.config.limits.max_frames_per_transaction;
-            let ops = self.transaction_ops(&tx)?;
-            if ops.len() >= limit {
-                return Err(StompError::new(
-                    ErrorKind::Limit,
-                    format!("more than {limit} frames in transaction '{tx}'"),
-                ));
-            }
-            ops.push(TxOp::Ack { frame, nack });
+            self.buffer(&tx, TxOp::Ack { frame, nack })?;
             return Ok(Reply::Receipt);
         }
         self.apply_ack(target, nack);
@@ -957,13 +966,53 @@ impl Session {
         }
     }
 
-    fn transaction_ops(&mut self, tx: &ByteString) -> Result<&mut Vec<TxOp>, StompError> {
-        self.transactions.get_mut(tx).ok_or_else(|| {
+    /// Adds a SEND/ACK/NACK to open transaction `tx`, within the transaction limits.
+    fn buffer(&mut self, tx: &ByteString, op: TxOp) -> Result<(), StompError> {
+        let limits = &self.broker.config.limits;
+        let (max_frames, max_bytes) = (
+            limits.max_frames_per_transaction,
+            limits.max_transaction_bytes,
+        );
+        let size = match &op {
+            TxOp::Send(f) | TxOp::Ack { frame: f, .. } => buffered_size(f),
+        };
+        let total = self.transaction_bytes;
+        let Some(t) = self.transactions.get_mut(tx) else {
+            return Err(StompError::new(
+                ErrorKind::UnknownTransaction,
+                format!("no open transaction '{tx}'"),
+            ));
+        };
+        if t.ops.len() >= max_frames {
+            return Err(StompError::new(
+                ErrorKind::Limit,
+                format!("more than {max_frames} frames in transaction '{tx}'"),
+            ));
+        }
+        if total.saturating_add(size) > max_bytes {
+            return Err(StompError::new(
+                ErrorKind::Limit,
+                format!(
+                    "more than {max_bytes} bytes buffered in this connection's open transactions"
+                ),
+            ));
+        }
+        t.ops.push(op);
+        t.bytes += size;
+        self.transaction_bytes += size;
+        Ok(())
+    }
+
+    /// Closes transaction `tx` (COMMIT or ABORT) and returns what it buffered.
+    fn take_transaction(&mut self, tx: &ByteString) -> Result<Transaction, StompError> {
+        let t = self.transactions.remove(tx).ok_or_else(|| {
             StompError::new(
                 ErrorKind::UnknownTransaction,
                 format!("no open transaction '{tx}'"),
             )
-        })
+        })?;
+        self.transaction_bytes = self.transaction_bytes.saturating_sub(t.bytes);
+        Ok(t)
     }
 
     fn on_begin(&mut self, frame: &Frame) -> Result<Reply, StompError> {
@@ -983,50 +1032,71 @@ impl Session {
                 format!("at most {limit} open transactions per connection"),
             ));
         }
-        self.transactions.insert(tx, Vec::new());
+        self.transactions.insert(tx, Transaction::default());
         Ok(Reply::Receipt)
     }
 
+    /// Applies a transaction all-or-nothing. Its SENDs are routed first (application handlers
+    /// run now, their publishes staged with the rest), then published as one batch the backend
+    /// accepts whole or refuses whole (e.g. a queue without room for all of its messages); only
+    /// then are its ACK/NACKs applied, in order. If anything fails, nothing is applied and the
+    /// client gets an ERROR (with `receipt-id` if the COMMIT asked for a receipt).
     fn on_commit(&mut self, frame: &Frame) -> Result<Reply, StompError> {
         let Some(tx) = shared(frame, "transaction") else {
             return Err(StompError::missing("COMMIT", "transaction"));
         };
-        let ops = self.transactions.remove(&tx).ok_or_else(|| {
-            StompError::new(
-                ErrorKind::UnknownTransaction,
-                format!("no open transaction '{tx}'"),
-            )
-        })?;
-        for op in ops {
+        let t = self.take_transaction(&tx)?;
+        let mut batch = Vec::new();
+        let mut acks = Vec::new();
+        for op in t.ops {
             match op {
-                TxOp::Send(frame) => {
-                    let dest = header_of(&frame, "destination").unwrap_or("");
-                    let target = self
-                        .broker
-                        .resolve_send_shared(dest, frame.headers.get_shared("destination"))?;
-                    self.publish(target, frame)?;
-                }
-                TxOp::Ack { frame, nack } => {
-                    // Already settled (e.g. by a cumulative ACK earlier in the transaction): skip.
-                    if let Ok(target) = self.locate_ack(&frame) {
-                        self.apply_ack(target, nack);
-                    }
-                }
+                TxOp::Send(frame) => self.stage(frame, &mut batch)?,
+                TxOp::Ack { frame, nack } => acks.push((frame, nack)),
+            }
+        }
+        self.broker.publish_all(&batch)?;
+        for (frame, nack) in acks {
+            // Already settled (e.g. by a cumulative ACK earlier in the transaction): skip.
+            if let Ok(target) = self.locate_ack(&frame) {
+                self.apply_ack(target, nack);
             }
         }
         Ok(Reply::Receipt)
+    }
+
+    /// Routes a transaction's SEND into `batch` without publishing anything.
+    fn stage(
+        &mut self,
+        frame: Frame,
+        batch: &mut Vec<crate::backend::Publication>,
+    ) -> Result<(), StompError> {
+        let dest = header_of(&frame, "destination").unwrap_or("");
+        let target = self
+            .broker
+            .resolve_send_shared(dest, frame.headers.get_shared("destination"))?;
+        match target {
+            SendTarget::App => self.broker.send_app(
+                dest,
+                &frame.headers,
+                frame.body.clone(),
+                &self.id,
+                self.principal.as_ref(),
+                &self.user,
+                Some(batch),
+            ),
+            SendTarget::Route { route, shown_as } => {
+                self.broker
+                    .stage_route(route, shown_as, &frame.headers, frame.body.clone(), batch);
+                Ok(())
+            }
+        }
     }
 
     fn on_abort(&mut self, frame: &Frame) -> Result<Reply, StompError> {
         let Some(tx) = shared(frame, "transaction") else {
             return Err(StompError::missing("ABORT", "transaction"));
         };
-        self.transactions.remove(&tx).ok_or_else(|| {
-            StompError::new(
-                ErrorKind::UnknownTransaction,
-                format!("no open transaction '{tx}'"),
-            )
-        })?;
+        self.take_transaction(&tx)?;
         Ok(Reply::Receipt)
     }
 
@@ -1161,6 +1231,7 @@ impl Session {
     fn detach(&mut self) {
         self.outbox.close();
         self.transactions.clear();
+        self.transaction_bytes = 0;
         for st in self.subs.values() {
             st.sub.deactivate();
         }
