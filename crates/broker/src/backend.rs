@@ -16,9 +16,11 @@ use crate::subscription::{Delivery, Subscriber};
 /// What happened to a published message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PublishOutcome {
-    /// Subscriptions it was handed to now.
+    /// Subscriptions it was handed to now (or that hold it until their client acknowledges
+    /// earlier messages: fan-out subscriptions at their prefetch limit).
     pub delivered: usize,
-    /// Subscriptions that matched but could not take it (slow consumer, no credit on a topic).
+    /// Subscriptions that matched but could not take it (outbound queue full under the
+    /// drop-messages slow-consumer policy).
     pub dropped: usize,
     /// Whether it was kept in a queue for later.
     pub queued: bool,

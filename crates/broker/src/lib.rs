@@ -46,8 +46,11 @@
 //! - Queue messages NACKed, or unacknowledged when their subscription or session goes away, are
 //!   redelivered with `redelivered:true`, round-robin (so usually to another consumer).
 //! - `prefetch-count` caps unacknowledged messages per client-ack subscription (default and cap:
-//!   `max_unacked_per_subscription`). A queue keeps messages for a consumer without credit; a
-//!   topic (fan-out) subscription without credit misses the message (`messages_dropped`).
+//!   `max_unacked_per_subscription`). A queue keeps messages for a consumer without credit. A
+//!   topic (fan-out) subscription without credit holds them, in order, until ACK/NACKs give
+//!   credit back; held messages count against the session's outbound limits, so a client that
+//!   never acknowledges meets the [`SlowConsumerPolicy`] (disconnected by default; with
+//!   `DropMessages` what does not fit is dropped and counted in `messages_dropped`).
 //! - Transactions buffer SEND/ACK/NACK until COMMIT, which applies them all-or-nothing: every
 //!   SEND is routed and the whole batch handed to [`Backend::publish_all`], which refuses it
 //!   whole if a queue lacks room for all of its messages; only then are the ACK/NACKs applied.

@@ -238,10 +238,18 @@ impl Outbox {
     }
 
     fn push_inner(&self, delivery: Delivery) -> Result<(), (OfferError, Delivery)> {
-        if self.closed.load(Ordering::SeqCst) || self.overflowed.load(Ordering::Acquire) {
-            return Err((OfferError::Closed, delivery));
+        if let Err(e) = self.admit(delivery.message().size_hint()) {
+            return Err((e, delivery));
         }
-        let size = delivery.message().size_hint();
+        self.send_admitted(delivery)
+    }
+
+    /// Charges one frame of `size` bytes against the limits, or refuses it (and, under the
+    /// disconnect policy, marks the session overflowed).
+    fn admit(&self, size: usize) -> Result<(), OfferError> {
+        if self.closed.load(Ordering::SeqCst) || self.overflowed.load(Ordering::Acquire) {
+            return Err(OfferError::Closed);
+        }
         let frames = self.frames.fetch_add(1, Ordering::AcqRel);
         let bytes = self.bytes.fetch_add(size, Ordering::AcqRel);
         // One message larger than the byte limit still goes through an empty queue.
@@ -253,8 +261,41 @@ impl Outbox {
                 self.overflowed.store(true, Ordering::Release);
                 self.signal.notify();
             }
-            return Err((OfferError::Full, delivery));
+            return Err(OfferError::Full);
         }
+        Ok(())
+    }
+
+    /// Reserves room for a message a subscription holds back (a fan-out subscription at its
+    /// prefetch limit): it counts against the outbound limits like a queued frame.
+    pub(crate) fn reserve(&self, size: usize) -> Result<(), OfferError> {
+        self.pushing.fetch_add(1, Ordering::SeqCst);
+        let r = self.admit(size);
+        self.pushing.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+
+    /// Gives back a reservation whose message will never be queued.
+    pub(crate) fn unreserve(&self, size: usize) {
+        self.frames.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(size, Ordering::AcqRel);
+    }
+
+    /// Queues a delivery whose room was reserved with [`reserve`](Self::reserve).
+    pub(crate) fn push_reserved(&self, delivery: Delivery) -> Result<(), (OfferError, Delivery)> {
+        self.pushing.fetch_add(1, Ordering::SeqCst);
+        let result = if self.closed.load(Ordering::SeqCst) {
+            self.unreserve(delivery.message().size_hint());
+            Err((OfferError::Closed, delivery))
+        } else {
+            self.send_admitted(delivery)
+        };
+        self.pushing.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn send_admitted(&self, delivery: Delivery) -> Result<(), (OfferError, Delivery)> {
+        let size = delivery.message().size_hint();
         match self.tx.send(delivery) {
             Ok(()) => {
                 self.signal.notify();

@@ -833,6 +833,7 @@ impl Session {
         };
         self.ids.remove(st.sub.id());
         st.sub.deactivate();
+        st.sub.discard_held();
         self.broker.backend.unsubscribe(&st.sub);
         self.broker.metrics.subscriptions_removed(1);
         st.unacked
@@ -952,6 +953,8 @@ impl Session {
         // Credit comes back first, so `settle` can offer waiting queue messages to this
         // subscription. NACKed topic deliveries are simply discarded.
         st.sub.release(settled.len() as u32);
+        // Fan-out messages held back at the prefetch limit take the credit first, in order.
+        st.sub.send_held();
         if nack {
             let requeue = settled
                 .into_iter()

@@ -1,12 +1,13 @@
 //! Subscriptions as a backend sees them, and deliveries.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytestring::ByteString;
 
-use crate::destination::{Pattern, Route};
+use crate::destination::{Pattern, Route, RouteKind};
 use crate::message::Message;
 use crate::outbox::Outbox;
 
@@ -46,7 +47,8 @@ impl AckMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OfferError {
-    /// The subscription has `prefetch-count` unacknowledged messages in flight.
+    /// The subscription has `prefetch-count` unacknowledged messages in flight (queue
+    /// subscriptions; the queue keeps the message for later).
     NoCredit,
     /// The session's outbound queue is full (slow consumer).
     Full,
@@ -69,6 +71,11 @@ pub struct Subscriber {
     prefetch: u32,
     in_flight: AtomicU32,
     active: AtomicBool,
+    /// Fan-out messages that arrived while a client-ack subscription had `prefetch` messages
+    /// unacknowledged, oldest first, each charged against the session's outbound limits until
+    /// an ACK/NACK gives credit back. Always empty for queues (a queue keeps its own messages)
+    /// and auto-ack subscriptions.
+    held: Mutex<VecDeque<Arc<Message>>>,
 }
 
 impl fmt::Debug for Subscriber {
@@ -80,6 +87,7 @@ impl fmt::Debug for Subscriber {
             .field("ack", &self.ack)
             .field("prefetch", &self.prefetch)
             .field("in_flight", &self.in_flight())
+            .field("held", &self.held())
             .finish()
     }
 }
@@ -107,6 +115,7 @@ impl Subscriber {
             prefetch,
             in_flight: AtomicU32::new(0),
             active: AtomicBool::new(true),
+            held: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -161,11 +170,94 @@ impl Subscriber {
         self.is_active() && (self.prefetch == 0 || self.in_flight() < self.prefetch)
     }
 
+    /// Fan-out messages held back because the subscription is at its prefetch limit (they are
+    /// sent, in order, as ACK/NACKs give credit back).
+    pub fn held(&self) -> usize {
+        self.lock_held().len()
+    }
+
     pub(crate) fn deactivate(&self) {
         self.active.store(false, Ordering::Release);
     }
 
-    /// Hands `message` to the subscription's session. `redelivered` adds `redelivered:true` to the
+    fn lock_held(&self) -> MutexGuard<'_, VecDeque<Arc<Message>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_credit(&self) -> bool {
+        let prefetch = self.prefetch;
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < prefetch).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A fan-out message for a client-ack subscription: sent if it has credit and nothing is
+    /// held, else held (charged against the outbound limits; refused per the slow-consumer
+    /// policy when they are reached).
+    fn offer_held(
+        self: &Arc<Self>,
+        message: &Arc<Message>,
+        redelivered: bool,
+        tag: u64,
+    ) -> Result<(), OfferError> {
+        let mut held = self.lock_held();
+        // Checked under the lock `discard_held` takes, so nothing is held after it ran.
+        if !self.active.load(Ordering::Acquire) {
+            return Err(OfferError::Closed);
+        }
+        if held.is_empty() && self.take_credit() {
+            let delivery = Delivery {
+                message: message.clone(),
+                subscriber: self.clone(),
+                redelivered,
+                tag,
+            };
+            return self.outbox.push(delivery).map_err(|(e, _)| {
+                self.release(1);
+                e
+            });
+        }
+        self.outbox.reserve(message.size_hint())?;
+        held.push_back(message.clone());
+        Ok(())
+    }
+
+    /// Sends held messages while the subscription has credit (after an ACK/NACK released some).
+    pub(crate) fn send_held(self: &Arc<Self>) {
+        let mut held = self.lock_held();
+        while !held.is_empty() && self.take_credit() {
+            let Some(message) = held.pop_front() else {
+                break;
+            };
+            let delivery = Delivery {
+                message,
+                subscriber: self.clone(),
+                redelivered: false,
+                tag: 0,
+            };
+            if self.outbox.push_reserved(delivery).is_err() {
+                // Closing: nothing more will be sent.
+                self.release(1);
+                break;
+            }
+        }
+    }
+
+    /// Drops held messages (the subscription is going away), giving back their reservations.
+    /// Call after [`deactivate`](Self::deactivate).
+    pub(crate) fn discard_held(&self) {
+        let mut held = self.lock_held();
+        for m in held.drain(..) {
+            self.outbox.unreserve(m.size_hint());
+        }
+    }
+
+    /// Hands `message` to the subscription's session (for a client-ack fan-out subscription at
+    /// its prefetch limit: holds it, charged against the session's outbound limits, until an
+    /// ACK/NACK gives credit back; refused with `Full` per the slow-consumer policy when those
+    /// limits are reached). `redelivered` adds `redelivered:true` to the
     /// MESSAGE; `tag` is the backend's own token for this delivery (given back in
     /// [`Backend::settle`](crate::Backend::settle)), 0 if unused.
     pub fn offer(
@@ -176,6 +268,9 @@ impl Subscriber {
     ) -> Result<(), OfferError> {
         if !self.active.load(Ordering::Acquire) {
             return Err(OfferError::Closed);
+        }
+        if self.prefetch != 0 && self.route.kind == RouteKind::FanOut {
+            return self.offer_held(message, redelivered, tag);
         }
         let counted = self.prefetch != 0;
         if counted {
