@@ -8,6 +8,7 @@
 //!
 //! - `SWITCHBOARD_ECHO_SERVER`: the `switchboard-ws` `echo_server` example.
 //! - `SWITCHBOARD_BIN`: the `switchboard` server binary (set once `crates/server` has one).
+//! - `CHROMIUM_PATH`: Debian's Chromium for the browser tests (Node suite; apt-installed if missing).
 //!
 //! A suite that collects no test fails: a runner that ran nothing has proven nothing.
 
@@ -26,8 +27,16 @@ const PYTHON_REQUIREMENTS: &[&str] = &[
     "stomp.py==9.0.0",
     "trustme==1.2.1",
 ];
-/// npm packages of the Node suite.
-const NPM_PACKAGES: &[&str] = &["ws@8.18.3", "@stomp/stompjs@7.1.1"];
+/// npm packages of the Node suite. playwright-core drives Debian's Chromium ([`CHROMIUM`]); it
+/// ships no browser and none is ever downloaded.
+const NPM_PACKAGES: &[&str] = &[
+    "ws@8.18.3",
+    "@stomp/stompjs@7.1.1",
+    "playwright-core@1.65.1",
+];
+/// The browser of the Node suite's browser tests: Debian's `chromium` package, installed with
+/// apt when missing (passed to the tests as `CHROMIUM_PATH`).
+const CHROMIUM: &str = "/usr/bin/chromium";
 /// Bound for one suite, servers included.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -137,6 +146,7 @@ fn run_python(binaries: &Binaries) -> Result {
 
 fn run_node(binaries: &Binaries) -> Result {
     let modules = crate::node::ensure_packages(&xtask_dir().join("node"), NPM_PACKAGES)?;
+    let chromium = ensure_chromium()?;
     let dir = project_root().join("xtask/interop/node");
     let files = test_files(&dir)?;
     if files.is_empty() {
@@ -151,7 +161,10 @@ fn run_node(binaries: &Binaries) -> Result {
         .arg(&tap)
         .args(&files)
         .current_dir(&dir)
-        .env("NODE_PATH", &modules);
+        .env("NODE_PATH", &modules)
+        .env("CHROMIUM_PATH", &chromium)
+        // playwright-core never downloads a browser on its own; this says so twice.
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
     for (var, path) in binaries {
         cmd.env(var, path);
     }
@@ -162,6 +175,26 @@ fn run_node(binaries: &Binaries) -> Result {
     }
     check_node_report(&report, &files)
         .map_err(|e| format!("{e} (TAP report: {})", tap.display()).into())
+}
+
+/// Debian's `chromium` at [`CHROMIUM`]; when it is missing, installed with apt (root only: CI
+/// is root on a fresh machine), never downloaded by any other tool.
+fn ensure_chromium() -> Result<PathBuf> {
+    let path = PathBuf::from(CHROMIUM);
+    if path.is_file() {
+        return Ok(path);
+    }
+    if !crate::apt::is_root() {
+        return Err(format!(
+            "{CHROMIUM} is missing (Debian: apt-get install --no-install-recommends chromium)"
+        )
+        .into());
+    }
+    crate::apt::apt_install(&["chromium"])?;
+    if !path.is_file() {
+        return Err(format!("apt-get installed `chromium` but {CHROMIUM} is still missing").into());
+    }
+    Ok(path)
 }
 
 /// Node 20 reports a test file that defines no test as one passing test named by the file's

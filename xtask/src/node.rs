@@ -33,7 +33,9 @@ pub fn ensure_packages(prefix: &Path, packages: &[&str]) -> Result<PathBuf> {
                 "--prefix",
             ])
             .arg(prefix)
-            .args(packages),
+            .args(packages)
+            // playwright-core ships no browser; the tests use the system's. Never fetch one.
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),
     )?;
     std::fs::write(&marker, wanted)?;
     Ok(modules)

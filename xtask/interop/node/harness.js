@@ -4,7 +4,10 @@
 // `cargo xtask interop` sets (see ../README.md); run the tests through it.
 
 const { spawn } = require('node:child_process');
+const fs = require('node:fs');
 const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
 
 const STARTUP_TIMEOUT_MS = 30000;
 const STOP_TIMEOUT_MS = 5000;
@@ -120,6 +123,70 @@ async function startSwitchboard(extraArgs = []) {
 }
 
 /**
+ * A `switchboard` server started from a config file whose listeners are on port 0, so no port
+ * is picked in advance: the addresses come from the line it prints once it listens
+ * (`switchboard listening http=ADDR stomp=ADDR|off stomp_tls=ADDR|off`). `toml` is the whole
+ * config. Resolves to `{ http, stomp, wsUrl(path), output(), stop() }`; `stop()` sends SIGTERM
+ * (SIGKILL after a bounded wait) and resolves to the exit code.
+ */
+function launchSwitchboard(toml = '[listeners]\nhttp = "127.0.0.1:0"\nstomp = "off"\n') {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-node-'));
+  const config = path.join(dir, 'switchboard.toml');
+  fs.writeFileSync(config, toml);
+  const child = spawn(binary('SWITCHBOARD_BIN'), ['--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let logs = '';
+  child.stderr.on('data', (d) => {
+    logs = (logs + d.toString()).slice(-8000);
+  });
+  const exited = new Promise((resolve) => {
+    child.once('exit', (code, signal) => resolve(code ?? signal));
+    child.once('error', (e) => resolve(`spawn error: ${e.message}`)); // no 'exit' follows
+  });
+  const cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    const code = await exited;
+    clearTimeout(timer);
+    cleanup();
+    return code;
+  };
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let settled = false;
+    const fail = (why) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      stop().then(() => reject(new Error(`switchboard ${why}:\n${logs}`)));
+    };
+    const timer = setTimeout(() => fail(`did not start within ${STARTUP_TIMEOUT_MS} ms`), STARTUP_TIMEOUT_MS);
+    exited.then((code) => fail(`exited with ${code}`));
+    child.stdout.on('data', (d) => {
+      if (out.includes('\n')) return;
+      out += d.toString();
+      if (!out.includes('\n')) return;
+      const line = out.split('\n')[0];
+      const http = /^switchboard listening http=(\S+)/.exec(line);
+      if (!http) return fail(`printed ${JSON.stringify(line)} instead of its addresses`);
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      const stomp = /stomp=(\S+)/.exec(line);
+      resolve({
+        http: http[1],
+        stomp: stomp ? stomp[1] : 'off',
+        wsUrl: (p = '/chat') => `ws://${http[1]}${p}`,
+        output: () => logs,
+        stop,
+      });
+    });
+  });
+}
+
+/**
  * Forwards a loopback port to `targetPort` and counts bytes: `up` client-to-server, `down`
  * server-to-client. Resolves to `{ port, up, down, close() }` (counters read live).
  */
@@ -160,4 +227,12 @@ function countingProxy(targetPort) {
   });
 }
 
-module.exports = { freePort, binary, startServer, startEchoServer, startSwitchboard, countingProxy };
+module.exports = {
+  freePort,
+  binary,
+  startServer,
+  startEchoServer,
+  startSwitchboard,
+  launchSwitchboard,
+  countingProxy,
+};
