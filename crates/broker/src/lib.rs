@@ -115,3 +115,8 @@ pub use metrics::{KindCounts, MetricsSnapshot};
 pub use outbox::{EncodedFrame, FrameKind, Notified, OutboundSignal};
 pub use session::{CloseReason, Session};
 pub use subscription::{AckMode, Delivery, OfferError, Subscriber};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
