@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytestring::ByteString;
@@ -76,6 +76,9 @@ pub struct Subscriber {
     /// an ACK/NACK gives credit back. Always empty for queues (a queue keeps its own messages)
     /// and auto-ack subscriptions.
     held: Mutex<VecDeque<Arc<Message>>>,
+    /// `held.len()`, written under the lock once the change is complete: while it is 0,
+    /// offers with credit skip the lock.
+    held_len: AtomicUsize,
 }
 
 impl fmt::Debug for Subscriber {
@@ -116,6 +119,7 @@ impl Subscriber {
             in_flight: AtomicU32::new(0),
             active: AtomicBool::new(true),
             held: Mutex::new(VecDeque::new()),
+            held_len: AtomicUsize::new(0),
         }
     }
 
@@ -173,7 +177,7 @@ impl Subscriber {
     /// Fan-out messages held back because the subscription is at its prefetch limit (they are
     /// sent, in order, as ACK/NACKs give credit back).
     pub fn held(&self) -> usize {
-        self.lock_held().len()
+        self.held_len.load(Ordering::Acquire)
     }
 
     pub(crate) fn deactivate(&self) {
@@ -195,37 +199,60 @@ impl Subscriber {
 
     /// A fan-out message for a client-ack subscription: sent if it has credit and nothing is
     /// held, else held (charged against the outbound limits; refused per the slow-consumer
-    /// policy when they are reached).
+    /// policy when they are reached). Takes the held-messages lock only when the subscription
+    /// is at its prefetch limit or already holds messages.
     fn offer_held(
         self: &Arc<Self>,
         message: &Arc<Message>,
         redelivered: bool,
         tag: u64,
     ) -> Result<(), OfferError> {
+        if self.held_len.load(Ordering::Acquire) == 0 && self.take_credit() {
+            let r = self.push_with_credit(message, redelivered, tag);
+            if r.is_err() && self.held_len.load(Ordering::Acquire) != 0 {
+                // The credit given back may be what a held message waits for.
+                self.send_held();
+            }
+            return r;
+        }
         let mut held = self.lock_held();
         // Checked under the lock `discard_held` takes, so nothing is held after it ran.
         if !self.active.load(Ordering::Acquire) {
             return Err(OfferError::Closed);
         }
+        // Credit may have come back since (its `send_held` found nothing held).
         if held.is_empty() && self.take_credit() {
-            let delivery = Delivery {
-                message: message.clone(),
-                subscriber: self.clone(),
-                redelivered,
-                tag,
-            };
-            return self.outbox.push(delivery).map_err(|(e, _)| {
-                self.release(1);
-                e
-            });
+            return self.push_with_credit(message, redelivered, tag);
         }
         self.outbox.reserve(message.size_hint())?;
         held.push_back(message.clone());
+        self.held_len.store(held.len(), Ordering::Release);
         Ok(())
+    }
+
+    fn push_with_credit(
+        self: &Arc<Self>,
+        message: &Arc<Message>,
+        redelivered: bool,
+        tag: u64,
+    ) -> Result<(), OfferError> {
+        let delivery = Delivery {
+            message: message.clone(),
+            subscriber: self.clone(),
+            redelivered,
+            tag,
+        };
+        self.outbox.push(delivery).map_err(|(e, _)| {
+            self.release(1);
+            e
+        })
     }
 
     /// Sends held messages while the subscription has credit (after an ACK/NACK released some).
     pub(crate) fn send_held(self: &Arc<Self>) {
+        if self.held_len.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let mut held = self.lock_held();
         while !held.is_empty() && self.take_credit() {
             let Some(message) = held.pop_front() else {
@@ -243,6 +270,8 @@ impl Subscriber {
                 break;
             }
         }
+        // Only now (the messages are in the outbound queue) may offers skip the lock again.
+        self.held_len.store(held.len(), Ordering::Release);
     }
 
     /// Drops held messages (the subscription is going away), giving back their reservations.
@@ -252,6 +281,7 @@ impl Subscriber {
         for m in held.drain(..) {
             self.outbox.unreserve(m.size_hint());
         }
+        self.held_len.store(0, Ordering::Release);
     }
 
     /// Hands `message` to the subscription's session (for a client-ack fan-out subscription at
