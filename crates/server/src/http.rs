@@ -34,21 +34,26 @@ pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-/// Serves one accepted TCP connection (TLS first when configured) with hyper's HTTP/1.1.
-pub(crate) async fn serve_connection(
+/// Serves one plain HTTP connection (and hands WebSocket upgrades to their own task).
+pub(crate) async fn serve_plain(
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     slot: ConnectionSlot,
 ) {
-    match tls {
-        None => serve_io(stream, peer, shared, slot).await,
-        Some(acc) => {
-            if let Some(s) = crate::server::accept_tls(&acc, stream, peer, &shared).await {
-                serve_io(s, peer, shared, slot).await;
-            }
-        }
+    serve_io(stream, peer, shared, slot).await
+}
+
+/// Serves one HTTPS connection: the TLS handshake, then HTTP as [`serve_plain`].
+pub(crate) async fn serve_tls(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    slot: ConnectionSlot,
+) {
+    if let Some(s) = crate::server::accept_tls(&acceptor, stream, peer, &shared).await {
+        serve_io(s, peer, shared, slot).await;
     }
 }
 

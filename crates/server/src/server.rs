@@ -447,37 +447,41 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, kind: Kind) {
             continue;
         };
         let shared = shared.clone();
+        // One spawn per kind of connection: a task is as big as the largest state of its future,
+        // so a plain connection must not carry the room of a TLS handshake (measured: a few KiB
+        // per idle connection).
         match &kind {
-            Kind::Http(tls) => {
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    crate::http::serve_connection(stream, peer, tls, shared, slot).await;
-                });
+            Kind::Http(None) => {
+                tokio::spawn(crate::http::serve_plain(stream, peer, shared, slot));
             }
-            Kind::Stomp(tls) => {
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    serve_stomp(stream, peer, tls, shared, slot).await;
-                });
+            Kind::Http(Some(acc)) => {
+                tokio::spawn(crate::http::serve_tls(
+                    acc.clone(),
+                    stream,
+                    peer,
+                    shared,
+                    slot,
+                ));
+            }
+            Kind::Stomp(None) => {
+                tokio::spawn(crate::stomp_tcp::serve(stream, peer, shared, slot));
+            }
+            Kind::Stomp(Some(acc)) => {
+                tokio::spawn(serve_stomp_tls(acc.clone(), stream, peer, shared, slot));
             }
         }
     }
 }
 
-async fn serve_stomp(
+async fn serve_stomp_tls(
+    acceptor: TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     slot: ConnectionSlot,
 ) {
-    match tls {
-        None => crate::stomp_tcp::serve(stream, peer, shared, slot).await,
-        Some(acc) => {
-            if let Some(tls_stream) = accept_tls(&acc, stream, peer, &shared).await {
-                crate::stomp_tcp::serve(tls_stream, peer, shared, slot).await;
-            }
-        }
+    if let Some(tls_stream) = accept_tls(&acceptor, stream, peer, &shared).await {
+        crate::stomp_tcp::serve(tls_stream, peer, shared, slot).await;
     }
 }
 

@@ -15,11 +15,51 @@ use crate::server::{ConnectionSlot, Shared};
 use crate::session::StompConnection;
 use switchboard_broker::EncodedFrame;
 
-/// Bytes reserved for one read. Small, so idle connections stay cheap; a burst grows the buffer
-/// and [`shrink_idle`] gives the memory back once it is drained.
-pub(crate) const READ_CHUNK: usize = 4 * 1024;
-/// A drained read buffer bigger than this is replaced by a fresh small one.
+/// Smallest read: what an idle connection keeps reserved while it waits.
+const READ_MIN: usize = 512;
+/// Largest read: what a connection streaming at full speed reads at once.
+const READ_MAX: usize = 64 * 1024;
+/// A drained buffer bigger than this is replaced by a fresh small one ([`shrink_idle`]).
 const IDLE_BUFFER_MAX: usize = 16 * 1024;
+
+/// Sizes reads to the traffic, so that an idle connection holds [`READ_MIN`] bytes of read
+/// buffer and a busy one reads up to [`READ_MAX`] at once.
+///
+/// A read that fills all the room it had means more is waiting: the next one gets twice the
+/// room. A read that did not fill it sizes the next one to what it brought (rounded up to a
+/// power of two), so the buffer kept while waiting shrinks back as soon as traffic calms down.
+#[derive(Debug)]
+pub(crate) struct ReadSizer {
+    next: usize,
+}
+
+impl Default for ReadSizer {
+    fn default() -> Self {
+        ReadSizer { next: READ_MIN }
+    }
+}
+
+impl ReadSizer {
+    /// Makes room for the next read; returns the room (pass it to [`ReadSizer::after_read`]).
+    pub(crate) fn before_read(&self, buf: &mut BytesMut) -> usize {
+        if buf.is_empty() && buf.capacity() > 2 * self.next {
+            // Drained, and bigger than the next read needs: give the memory back.
+            *buf = BytesMut::new();
+        }
+        buf.reserve(self.next);
+        buf.capacity() - buf.len()
+    }
+
+    /// Records that a read given `room` bytes brought `n`.
+    pub(crate) fn after_read(&mut self, n: usize, room: usize) {
+        self.next = if n >= room {
+            room.saturating_mul(2)
+        } else {
+            n.next_power_of_two()
+        }
+        .clamp(READ_MIN, READ_MAX);
+    }
+}
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 
@@ -56,15 +96,18 @@ impl WriteQueue {
 
     /// Writes what one vectored write takes; returns the number of bytes written.
     async fn write_some<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<usize> {
-        let n = {
-            let slices: Vec<IoSlice<'_>> = self
-                .chunks
-                .iter()
-                .take(MAX_IOVECS)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            w.write_vectored(&slices).await?
-        };
+        // The slices are built inside each poll, on the stack: no allocation per write, and
+        // nothing held in the connection's task while it waits.
+        let n = std::future::poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut k = 0;
+            for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
+                *slot = IoSlice::new(chunk);
+                k += 1;
+            }
+            std::pin::Pin::new(&mut *w).poll_write_vectored(cx, &slices[..k])
+        })
+        .await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -143,6 +186,7 @@ where
     );
     let signal = conn.signal();
     let mut buf = BytesMut::new();
+    let mut sizer = ReadSizer::default();
     let mut queue = WriteQueue::default();
     let mut shutdown = shared.shutdown_signal();
     let mut shutting_down = false;
@@ -164,9 +208,11 @@ where
         }
         let timer = earliest(conn.poll_timeout(), flush_deadline);
         let want_read = read_open && !conn.is_closed();
-        if want_read {
-            buf.reserve(READ_CHUNK);
-        }
+        let room = if want_read {
+            sizer.before_read(&mut buf)
+        } else {
+            0
+        };
         tokio::select! {
             r = rd.read_buf(&mut buf), if want_read => match r {
                 Ok(0) => {
@@ -177,9 +223,9 @@ where
                     }
                 }
                 Ok(n) => {
+                    sizer.after_read(n, room);
                     shared.metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                     conn.receive(&mut buf, Instant::now());
-                    shrink_idle(&mut buf);
                 }
                 Err(e) => {
                     debug!(%peer, session = conn.id(), error = %e, "read failed");
@@ -270,6 +316,36 @@ mod tests {
         assert_eq!(&q.chunks[0][..], b"efg");
         q.advance(3);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn reads_grow_while_they_fill_and_shrink_when_traffic_calms() {
+        let mut s = ReadSizer::default();
+        let mut buf = BytesMut::new();
+        let room = s.before_read(&mut buf);
+        assert_eq!(room, READ_MIN, "an idle connection reserves the minimum");
+        // A stream: every read fills its room, up to the maximum.
+        let mut room = room;
+        for _ in 0..12 {
+            s.after_read(room, room);
+            buf.clear();
+            room = s.before_read(&mut buf);
+        }
+        assert_eq!(room, READ_MAX);
+        assert!(buf.capacity() <= 2 * READ_MAX);
+        // The stream stops: a small read, then the drained buffer is released down to the minimum.
+        s.after_read(40, room);
+        buf.clear();
+        let room = s.before_read(&mut buf);
+        assert_eq!(room, READ_MIN);
+        assert!(buf.capacity() <= 2 * READ_MIN, "{}", buf.capacity());
+        // A buffer holding a partial frame is never dropped.
+        let mut s = ReadSizer::default();
+        let mut buf = BytesMut::with_capacity(1 << 20);
+        buf.extend_from_slice(b"SEND\n");
+        s.after_read(5, 1 << 20);
+        s.before_read(&mut buf);
+        assert_eq!(&buf[..], b"SEND\n");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::metrics::Transport;
 use crate::origin::origin_allowed;
 use crate::server::{ConnectionSlot, Shared};
 use crate::session::StompConnection;
-use crate::stomp_tcp::{FrameSink, READ_CHUNK, earliest, pull, shrink_idle, sleep_until_opt};
+use crate::stomp_tcp::{FrameSink, ReadSizer, earliest, pull, shrink_idle, sleep_until_opt};
 
 /// The STOMP subprotocols, in the server's order of preference.
 pub const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
@@ -216,6 +216,7 @@ async fn run<S>(
     );
     let signal = conn.signal();
     let mut wire = BytesMut::new();
+    let mut sizer = ReadSizer::default();
     let mut stomp = BytesMut::new();
     let mut shutdown = shared.shutdown_signal();
     let mut shutting_down = false;
@@ -253,9 +254,11 @@ async fn run<S>(
         };
         let timer = earliest(session_timer, deadline);
         let want_read = read_open && sink.ws.state() != CloseState::Closed;
-        if want_read {
-            wire.reserve(READ_CHUNK);
-        }
+        let room = if want_read {
+            sizer.before_read(&mut wire)
+        } else {
+            0
+        };
         tokio::select! {
             r = rd.read_buf(&mut wire), if want_read => match r {
                 Ok(0) => {
@@ -266,12 +269,12 @@ async fn run<S>(
                     }
                 }
                 Ok(n) => {
+                    sizer.after_read(n, room);
                     shared.metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                     if !on_wire_bytes(&mut sink.ws, &mut wire, &mut stomp, &mut conn) {
                         // Protocol error: the ws connection queued a Close; flush it.
                         read_open = false;
                     }
-                    shrink_idle(&mut wire);
                     shrink_idle(&mut stomp);
                 }
                 Err(e) => {
@@ -353,12 +356,14 @@ async fn write_out<W: AsyncWrite + Unpin>(
     ws: &mut Connection,
     w: &mut W,
 ) -> std::io::Result<usize> {
-    let n = {
-        let out = ws.out();
+    // The iovec array is built inside each poll, on the stack: held across an `.await` it would
+    // be 1 KiB more in every connection's task, idle or not.
+    let n = std::future::poll_fn(|cx| {
         let mut slices = [IoSlice::new(&[]); 64];
-        let k = out.io_slices(&mut slices);
-        w.write_vectored(&slices[..k]).await?
-    };
+        let k = ws.out().io_slices(&mut slices);
+        std::pin::Pin::new(&mut *w).poll_write_vectored(cx, &slices[..k])
+    })
+    .await?;
     if n == 0 {
         return Err(std::io::ErrorKind::WriteZero.into());
     }
