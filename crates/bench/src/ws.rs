@@ -197,11 +197,11 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 pub const READ_SIZE: usize = 64 << 10;
 
 /// switchboard-ws: [`Decoder`] (server role) over a `BytesMut` read buffer, fed the way a socket
-/// loop feeds it: reads of [`READ_SIZE`] bytes, or of the rest of the current frame when
-/// [`Decoder::frame_bytes_missing`] says more is missing.
+/// loop feeds it: [`Decoder::reserve_read`] with a read size of [`READ_SIZE`], then one "read"
+/// into the buffer's spare capacity of at most the bytes it returned.
 pub fn decode_switchboard(wire: &[u8], count: usize) -> u64 {
     let mut input = wire;
-    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut buf = BytesMut::new();
     let mut dec = Decoder::new(Role::Server, Limits::default());
     let mut acc = 0;
     let mut n = 0;
@@ -213,9 +213,7 @@ pub fn decode_switchboard(wire: &[u8], count: usize) -> u64 {
             }
             Ok(None) if !input.is_empty() => {
                 // the "read": one copy into the buffer's spare capacity
-                let want = READ_SIZE
-                    .max(dec.frame_bytes_missing(&buf))
-                    .min(input.len());
+                let want = dec.reserve_read(&mut buf, READ_SIZE).min(input.len());
                 buf.extend_from_slice(&input[..want]);
                 input = &input[want..];
             }

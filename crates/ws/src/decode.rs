@@ -11,6 +11,16 @@ use bytes::{Buf, Bytes, BytesMut};
 /// Text payloads are unmasked and UTF-8-checked in blocks of this size.
 const UTF8_BLOCK: usize = 8 << 10;
 
+/// How much of a frame's claimed length [`Decoder::reserve_read`] reserves before any of it
+/// arrived; beyond that, room for at most [`CLAIM_GROWTH`] times the bytes received.
+const CLAIM_TRUST: usize = 64 << 10;
+
+/// Growth factor of the read buffer inside a large frame. A buffer that grows moves the part of
+/// the frame already received into the new allocation: doubling would copy a 1 MiB frame about
+/// once more in total, growing 16-fold copies it once from 64 KiB (6% of it), while a peer
+/// still has to send 1 byte for every 16 reserved (untouched reserved pages cost no RSS).
+const CLAIM_GROWTH: usize = 16;
+
 /// A frame whose header has been consumed and whose payload is (partly) in the buffer.
 #[derive(Debug, Clone, Copy)]
 struct PartialFrame {
@@ -93,6 +103,44 @@ impl Decoder {
     /// A hint for how much to read; it is a claimed length, so cap it before allocating.
     pub fn frame_bytes_missing(&self, buf: &BytesMut) -> usize {
         self.frame.map_or(0, |f| f.len.saturating_sub(buf.len()))
+    }
+
+    /// Prepares `buf` for the next read from the transport and returns the most bytes that read
+    /// should ask for (read into `buf`'s spare capacity, at most this many).
+    ///
+    /// * Between frames, and inside frames shorter than `read_size`: `read_size` (and at least
+    ///   that much spare capacity). Not more even when the buffer has more room: a read that
+    ///   runs on past the end of a large frame leaves the start of the next one at the end of
+    ///   the allocation, to be moved to its front when the buffer runs out of room.
+    /// * Inside a frame of at least `read_size` bytes whose header is parsed: room for the rest
+    ///   of the frame, trusting its claimed length only up to 16 times what has arrived or
+    ///   64 KiB, whichever is larger (geometric growth: nothing is allocated from a claimed
+    ///   length up front), and the read stops at the frame's end. So the next large frame starts at the
+    ///   front of an empty buffer, whose allocation `BytesMut::reserve` takes back in place once
+    ///   the previous payload is dropped: no partial frame is moved (compacted) to make room.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use switchboard_ws::{Decoder, Limits, Role};
+    /// let dec = Decoder::new(Role::Server, Limits::default());
+    /// let mut buf = BytesMut::new();
+    /// let n = dec.reserve_read(&mut buf, 16 << 10);
+    /// assert!(n == 16 << 10 && buf.capacity() - buf.len() >= n);
+    /// ```
+    pub fn reserve_read(&self, buf: &mut BytesMut, read_size: usize) -> usize {
+        let read_size = read_size.max(1);
+        match self.frame {
+            Some(f) if f.len >= read_size && f.len > buf.len() => {
+                let missing = f.len - buf.len();
+                let trusted = missing.min(buf.len().saturating_mul(CLAIM_GROWTH).max(CLAIM_TRUST));
+                buf.reserve(trusted);
+                missing.min(buf.capacity() - buf.len())
+            }
+            _ => {
+                buf.reserve(read_size);
+                read_size
+            }
+        }
     }
 
     /// Decodes the next message from the front of `buf`.

@@ -14,7 +14,7 @@ use crate::handshake::{
     ClientAccepted, ClientRequest, HandshakeError, RequestParser, ServerConfig, UpgradeRequest,
 };
 use crate::{CloseCode, DeflateParams, Error, Message, Role};
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -131,6 +131,8 @@ struct Core<S> {
     io: S,
     conn: Connection,
     rbuf: BytesMut,
+    /// `rbuf` grew past twice the read size (for large frames): released when idle.
+    rbuf_grown: bool,
     cfg: StreamConfig,
     protocol: Option<String>,
     finished: bool,
@@ -142,9 +144,6 @@ struct Core<S> {
 }
 
 const MAX_IOV: usize = 64;
-
-/// How much of a frame's claimed length the read buffer reserves before any of it arrived.
-const CLAIM_TRUST: usize = 64 << 10;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
     fn poll_io_write(&mut self, cx: &mut Context<'_>, slot: Slot) -> Poll<io::Result<()>> {
@@ -243,16 +242,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
             if self.conn.out().len() > self.cfg.max_send_buffer {
                 return Poll::Pending;
             }
-            let spare = self.rbuf.capacity() - self.rbuf.len();
-            if spare < 1024 {
-                // Room for the rest of the current frame, but trusting its claimed length only
-                // up to what has arrived (geometric growth) or CLAIM_TRUST, whichever is larger.
-                let missing = self.conn.decoder().frame_bytes_missing(&self.rbuf);
-                let trusted = missing.min(self.rbuf.len().max(CLAIM_TRUST));
-                self.rbuf.reserve(self.cfg.read_buffer_size.max(trusted));
+            // Room for the next read; inside a large frame, the read stops at the frame's end
+            // (see `Decoder::reserve_read`: no partial frame is ever compacted).
+            let max = (self.conn.decoder()).reserve_read(&mut self.rbuf, self.cfg.read_buffer_size);
+            if self.rbuf.capacity() > 2 * self.cfg.read_buffer_size {
+                self.rbuf_grown = true;
             }
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            let mut dst = (&mut self.rbuf).limit(max);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut dst) {
                 Poll::Pending => {
+                    if self.rbuf_grown && self.rbuf.is_empty() {
+                        // Nothing to read and nothing buffered: give a buffer grown for large
+                        // frames back instead of keeping it while the connection is idle.
+                        self.rbuf = BytesMut::new();
+                        self.rbuf_grown = false;
+                    }
                     if let Some(t) = &mut self.idle
                         && t.as_mut().poll(cx).is_ready()
                     {
@@ -332,6 +336,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 io,
                 conn: Connection::new(role, config.connection, deflate),
                 rbuf: read_buf,
+                rbuf_grown: false,
                 cfg: config,
                 protocol: None,
                 finished: false,
@@ -644,4 +649,47 @@ pub async fn connect_url(
         req = req.deflate(d);
     }
     connect(tcp, &req, config).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Opcode;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn read_buffer_grown_for_a_large_frame_is_released_when_idle() {
+        let (a, mut b) = tokio::io::duplex(64 << 10);
+        let cfg = StreamConfig::default();
+        let read_size = cfg.read_buffer_size;
+        let mut ws = WebSocketStream::from_raw(a, Role::Server, cfg, None, BytesMut::new());
+        let payload = vec![1u8; 1 << 20];
+        let mut wire = Vec::new();
+        crate::encode_frame_into(
+            &mut wire,
+            true,
+            Opcode::Binary,
+            &payload,
+            Some([1, 2, 3, 4]),
+        );
+        let writer = tokio::spawn(async move { b.write_all(&wire).await.map(|()| b) });
+        let m = ws.recv().await;
+        assert!(matches!(&m, Some(Ok(Message::Binary(p))) if p[..] == payload[..]));
+        drop(m);
+        assert!(ws.core.rbuf_grown);
+        // Nothing more arrives: `recv` waits, and the grown buffer is given back meanwhile.
+        let r = tokio::time::timeout(Duration::from_millis(50), ws.recv()).await;
+        assert!(r.is_err(), "recv returned {r:?}");
+        assert!(!ws.core.rbuf_grown);
+        assert!(ws.core.rbuf.capacity() <= read_size);
+        // and the connection still works
+        let mut b = writer.await.ok().and_then(Result::ok).expect("writer");
+        let mut wire = Vec::new();
+        crate::encode_frame_into(&mut wire, true, Opcode::Text, b"hi", Some([5, 6, 7, 8]));
+        b.write_all(&wire).await.expect("write");
+        assert_eq!(
+            ws.recv().await.map(Result::ok),
+            Some(Some(Message::text("hi")))
+        );
+    }
 }

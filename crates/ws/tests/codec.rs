@@ -229,6 +229,88 @@ fn invalid_utf8_fails_fast_mid_frame_and_across_fragments() {
     ));
 }
 
+/// A socket loop's "reads" with [`Decoder::reserve_read`]: of at most what it returns.
+fn read_loop(wire: &[u8], read_size: usize, mut on_message: impl FnMut(&Message, &BytesMut)) {
+    let mut dec = server();
+    let mut buf = BytesMut::new();
+    let mut input = wire;
+    loop {
+        match dec.decode(&mut buf).unwrap() {
+            Some(m) => on_message(&m, &buf),
+            None if input.is_empty() => break,
+            None => {
+                let n = dec.reserve_read(&mut buf, read_size).min(input.len());
+                assert!(n > 0 && buf.capacity() - buf.len() >= n);
+                buf.extend_from_slice(&input[..n]);
+                input = &input[n..];
+            }
+        }
+    }
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn reads_of_large_frames_stop_at_the_frame_end() {
+    // 64 KiB frames with 64 KiB reads: each read leaves the next frame's start behind unless
+    // the read stops at the frame end. Stopping there, every payload (dropped at once) starts
+    // in the same allocation: nothing was compacted or reallocated after the first frames.
+    let payload = vec![7u8; 64 << 10];
+    let mut wire = Vec::new();
+    for _ in 0..8 {
+        wire.extend(frame(true, 2, &payload, Some(KEY)));
+    }
+    let mut starts = Vec::new();
+    read_loop(&wire, 64 << 10, |m, _| {
+        assert_eq!(m.payload(), &payload[..]);
+        starts.push(m.payload().as_ptr() as usize);
+    });
+    assert_eq!(starts.len(), 8);
+    assert!(
+        starts[2..].windows(2).all(|w| w[0] == w[1]),
+        "payloads moved: {starts:x?}"
+    );
+    // small frames across read boundaries still decode
+    let mut wire = Vec::new();
+    for i in 0..500u32 {
+        wire.extend(frame(
+            true,
+            2,
+            &i.to_be_bytes().repeat(i as usize % 97),
+            Some(KEY),
+        ));
+    }
+    let mut n = 0u32;
+    read_loop(&wire, 1000, |m, _| {
+        assert_eq!(m.payload(), &n.to_be_bytes().repeat(n as usize % 97)[..]);
+        n += 1;
+    });
+    assert_eq!(n, 500);
+}
+
+#[test]
+fn reserve_read_trusts_a_claimed_length_only_as_data_arrives() {
+    let dec_frame = |len: u64| {
+        let mut hdr = [0u8; 14];
+        let n = encode_header(&mut hdr, true, false, Opcode::Binary, Some(KEY), len);
+        hdr[..n].to_vec()
+    };
+    // a 16 MiB frame (the default limit) announced by its header alone
+    let mut dec = server();
+    let mut buf = BytesMut::from(&dec_frame(16 << 20)[..]);
+    assert_eq!(dec.decode(&mut buf).unwrap(), None);
+    let n = dec.reserve_read(&mut buf, 16 << 10);
+    assert!(
+        n <= 128 << 10 && buf.capacity() <= 256 << 10,
+        "{n} {}",
+        buf.capacity()
+    );
+    // with 64 KiB of it received, room for at most 16 times that
+    buf.extend_from_slice(&vec![0u8; 64 << 10]);
+    assert_eq!(dec.decode(&mut buf).unwrap(), None);
+    dec.reserve_read(&mut buf, 16 << 10);
+    assert!(buf.capacity() <= 17 << 16, "{}", buf.capacity());
+}
+
 #[test]
 fn huge_claimed_length_is_rejected_before_allocation() {
     let mut hdr = [0u8; 14];
