@@ -68,6 +68,15 @@ impl OutQueue {
         self.chunks.push_back(b);
     }
 
+    /// Appends a frame's header and payload to the tail buffer with one capacity check.
+    fn push_frame(&mut self, hdr: &[u8], data: &[u8]) {
+        let n = hdr.len() + data.len();
+        self.tail.reserve(n);
+        self.tail.put_slice(hdr);
+        self.tail.put_slice(data);
+        self.len += n;
+    }
+
     /// Appends `n` bytes written by `f` into the tail buffer (masking in place, for example).
     fn push_with(&mut self, n: usize, f: impl FnOnce(&mut [u8])) {
         let start = self.tail.len();
@@ -278,12 +287,12 @@ impl Encoder {
             }
             Role::Server => {
                 let n = encode_header(&mut hdr, fin, rsv1, opcode, None, data.len() as u64);
-                out.push_slice(&hdr[..n]);
                 match payload {
                     Payload::Shared(b) if b.len() >= ZERO_COPY_THRESHOLD => {
+                        out.push_slice(&hdr[..n]);
                         out.push_bytes(b.clone())
                     }
-                    _ => out.push_slice(data),
+                    _ => out.push_frame(&hdr[..n], data),
                 }
             }
         }
