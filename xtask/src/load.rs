@@ -1,10 +1,21 @@
-//! `cargo xtask load ws ...`: WebSocket echo load tests with `wsload` (crates/bench).
+//! Load tests: `cargo xtask load ws ...` (WebSocket echo, `wsload`), `cargo xtask load stomp ...`
+//! (broker throughput, `stompload`) and `cargo xtask load idle` (memory per idle connection).
+//! The load generators live in crates/bench.
 //!
 //! ```text
 //! cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rate R] [--threads T] URL
 //! cargo xtask load ws --compare [--secs S] [--warmup W] [--sizes 16,125,65536]
 //!                               [--conns-list 1,10,100] [--threads T] [--markdown]
+//! cargo xtask load stomp [stompload flags] [HOST:PORT]
+//! cargo xtask load idle [--conns N]
 //! ```
+//!
+//! `load stomp` without an address starts the release `switchboard` (embedded broker, STOMP on a
+//! free loopback port, HTTP off) and runs `stompload` against it; with `HOST:PORT` it loads any
+//! STOMP broker there (RabbitMQ's STOMP plugin, ActiveMQ, ...), so runs can be compared side by
+//! side. `load idle` starts a fresh `switchboard` per transport (TCP, WebSocket), opens `N`
+//! (default 2000) connections that CONNECT and SUBSCRIBE and then sit idle, and prints how much
+//! the server's resident memory grew per connection.
 //!
 //! The first form builds `wsload` (release) and runs it against `URL`. `--compare` starts
 //! switchboard-ws's `echo_server` example and the three `peer_echo` servers (tungstenite,
@@ -29,7 +40,10 @@ use std::time::Duration;
 const USAGE: &str = "\
 usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rate R] [--threads T] URL
        cargo xtask load ws --compare [--secs S] [--warmup W] [--sizes 16,125,65536]
-                                     [--conns-list 1,10,100] [--threads T] [--markdown]";
+                                     [--conns-list 1,10,100] [--threads T] [--markdown]
+       cargo xtask load stomp [--pubs P] [--subs S] [--size B] [--secs S] [--warmup W] [--dest D]
+                              [--window K] [--login L] [--passcode P] [--threads T] [HOST:PORT]
+       cargo xtask load idle [--conns N]";
 
 /// The servers `--compare` runs, in table order (`switchboard` = the echo_server example).
 const SERVERS: &[&str] = &[
@@ -48,8 +62,130 @@ pub fn run(args: &[String]) -> Result {
                 single(rest)
             }
         }
+        Some((what, rest)) if what == "stomp" => stomp(rest),
+        Some((what, rest)) if what == "idle" => idle(rest),
         _ => Err(USAGE.into()),
     }
+}
+
+/// Builds the release `switchboard` binary and `stompload`; returns their paths.
+fn build_stomp_tools() -> Result<(PathBuf, PathBuf)> {
+    crate::exec(crate::cargo().args(["build", "--release", "-p", "switchboard-server"]))?;
+    crate::exec(crate::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "switchboard-bench",
+        "--bin",
+        "stompload",
+    ]))?;
+    let release = target_dir().join("release");
+    Ok((release.join("switchboard"), release.join("stompload")))
+}
+
+/// Starts `switchboard` with the given listeners on loopback; waits until `port` accepts.
+fn start_switchboard(bin: &PathBuf, http: &str, stomp: &str, port: u16) -> Result<Process> {
+    let logs = crate::xtask_dir().join("load");
+    std::fs::create_dir_all(&logs)?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["--http", http, "--stomp", stomp])
+        .env("RUST_LOG", "warn");
+    let mut p = Process::spawn("switchboard", &mut cmd, &logs.join("switchboard.log"))?;
+    p.wait_for_port(port)?;
+    Ok(p)
+}
+
+/// Seconds a `stompload` run may take: its phases plus slack for connecting and draining.
+fn stompload_budget(args: &[String]) -> Duration {
+    let get = |flag: &str, default: f64| {
+        args.windows(2)
+            .find(|w| w[0] == flag)
+            .and_then(|w| w[1].parse::<f64>().ok())
+            .unwrap_or(default)
+    };
+    Duration::from_secs_f64(get("--secs", 5.0).min(3600.0) + get("--warmup", 1.0).min(600.0) + 90.0)
+}
+
+fn stomp(args: &[String]) -> Result {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let (server_bin, stompload) = build_stomp_tools()?;
+    // An argument that is not a flag nor a flag's value is the broker's address.
+    let mut has_addr = false;
+    let mut i = 0;
+    while i < args.len() {
+        if args[i].starts_with("--") {
+            i += 2;
+        } else {
+            has_addr = true;
+            i += 1;
+        }
+    }
+    let mut args = args.to_vec();
+    let _server = if has_addr {
+        None
+    } else {
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let p = start_switchboard(&server_bin, "off", &addr, port)?;
+        args.push(addr);
+        Some(p)
+    };
+    let mut p = Process::spawn_inherit("stompload", Command::new(&stompload).args(&args))?;
+    p.wait(stompload_budget(&args))
+}
+
+fn idle(args: &[String]) -> Result {
+    let mut conns = 2000usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--conns" => {
+                conns = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--conns needs a number")?
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}").into()),
+        }
+    }
+    let (server_bin, stompload) = build_stomp_tools()?;
+    for ws in [false, true] {
+        // A fresh server per transport: memory freed by one run would be reused by the next.
+        let (http_port, stomp_port) = (free_port()?, free_port()?);
+        let http = format!("127.0.0.1:{http_port}");
+        let stomp = format!("127.0.0.1:{stomp_port}");
+        let server = start_switchboard(&server_bin, &http, &stomp, stomp_port)?;
+        let mut cmd = Command::new(&stompload);
+        cmd.args(["idle", "--conns", &conns.to_string(), "--pid"])
+            .arg(server.pid().to_string());
+        if ws {
+            cmd.args(["--ws", &http]);
+        } else {
+            cmd.arg(&stomp);
+        }
+        let logs = crate::xtask_dir().join("load");
+        let log = logs.join(format!("idle-{}.log", if ws { "ws" } else { "tcp" }));
+        let mut p = Process::spawn("stompload", &mut cmd, &log)?;
+        let ok = p.wait(Duration::from_secs(300));
+        drop(p);
+        drop(server);
+        let out = std::fs::read_to_string(&log).unwrap_or_default();
+        ok.map_err(|e| format!("{e}\n{}", crate::process::tail(&log, 20)))?;
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("stompload idle:"))
+            .ok_or("stompload printed no result")?
+            .to_owned();
+        println!("{line}");
+    }
+    Ok(())
 }
 
 fn target_dir() -> PathBuf {

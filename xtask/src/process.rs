@@ -31,6 +31,11 @@ impl Process {
         Self::start(name, cmd, Some(log.to_path_buf()))
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `cmd` with stdout and stderr shared with xtask's (for test runners).
     pub fn spawn_inherit(name: &'static str, cmd: &mut Command) -> Result<Process> {
         eprintln!("$ {}", crate::render(cmd));
