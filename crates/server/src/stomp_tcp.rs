@@ -197,8 +197,10 @@ where
     loop {
         let now = Instant::now();
         if pull(&mut conn, now, &mut queue) {
-            // It does not read: the ERROR could not be delivered anyway.
-            break;
+            // Dropped as a slow consumer. What is queued, then its ERROR, get the grace period to
+            // go out: a client that reads slowly learns why it was dropped, and one that reads
+            // nothing is closed when the grace runs out (its memory stays bounded meanwhile).
+            flush_deadline.get_or_insert(now + grace);
         }
         if conn.is_closed() {
             if queue.is_empty() {
@@ -257,7 +259,7 @@ where
             }
         }
     }
-    let lingering = read_open && conn.is_closed() && !conn.dropped_as_slow_consumer();
+    let lingering = read_open && conn.is_closed();
     conn.transport_closed();
     drop(conn);
     let _ = tokio::time::timeout(Duration::from_millis(200), wr.shutdown()).await;

@@ -226,7 +226,9 @@ async fn run<S>(
     loop {
         let now = Instant::now();
         if pull(&mut conn, now, &mut sink) {
-            break;
+            // Dropped as a slow consumer: its queued frames, ERROR and Close get the grace
+            // period to go out; one that reads nothing is cut off when it runs out.
+            deadline = Some(deadline.map_or(now + grace, |d| d.min(now + grace)));
         }
         if conn.is_closed() && sink.ws.state() == CloseState::Open {
             let (code, reason): (CloseCode, &[u8]) = if conn.closed_by_shutdown() {

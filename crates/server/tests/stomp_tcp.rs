@@ -275,7 +275,26 @@ async fn client_that_never_reads_is_dropped_and_others_are_unaffected() {
     let sample = "switchboard_errors_total{kind=\"slow_consumer\"}";
     let metrics = wait_for_metric(server.http(), sample, 1).await;
     assert_eq!(metric(&metrics, sample), Some(1), "{metrics}");
-    // The lazy client's connection was closed: draining it reaches EOF.
+    // Once it reads, the lazy client gets what was already on its way (a bounded amount), then
+    // the ERROR saying why it was dropped, then the close.
+    let mut messages = 0;
+    let last = loop {
+        let f = lazy.recv().await;
+        if f.command != Command::Message {
+            break f;
+        }
+        messages += 1;
+        assert!(
+            messages < N,
+            "the lazy client got everything: nothing was dropped"
+        );
+    };
+    assert_eq!(last.command, Command::Error, "{last:?}");
+    assert_eq!(last.get("message"), Some("Slow consumer"), "{last:?}");
+    assert!(
+        String::from_utf8_lossy(&last.body).contains("does not read fast enough"),
+        "{last:?}"
+    );
     lazy.expect_closed().await;
     server.shutdown().await;
 }
