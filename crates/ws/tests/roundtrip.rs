@@ -57,7 +57,8 @@ proptest! {
                  deflate in any::<bool>(),
                  nct in any::<bool>(),
                  bits in 8u8..=15,
-                 chunks in proptest::collection::vec(1usize..700, 1..20)) {
+                 chunks in proptest::collection::vec(1usize..700, 1..20),
+                 sized_reads in any::<bool>()) {
         let params = deflate.then_some(DeflateParams {
             server_no_context_takeover: nct,
             client_no_context_takeover: !nct,
@@ -100,8 +101,14 @@ proptest! {
         let mut pos = 0;
         let mut ci = 0;
         while pos < wire.len() {
-            let n = chunks[ci % chunks.len()].min(wire.len() - pos);
+            let mut n = chunks[ci % chunks.len()];
             ci += 1;
+            if sized_reads {
+                // as a socket loop reads: at most what `reserve_read` allows, into spare capacity
+                n = rx.decoder().reserve_read(&mut buf, n);
+                prop_assert!(n > 0 && buf.capacity() - buf.len() >= n);
+            }
+            let n = n.min(wire.len() - pos);
             buf.extend_from_slice(&wire[pos..pos + n]);
             pos += n;
             while let Some(m) = rx.receive(&mut buf).unwrap() {
