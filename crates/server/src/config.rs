@@ -33,6 +33,10 @@
 //! connect_timeout_ms = 10000     # a connection with no CONNECT by then is closed
 //! max_subscriptions = 1024       # per session
 //! max_pending_per_queue = 10000  # messages a queue keeps while nobody takes them
+//! max_unacked = 1024             # per client-ack subscription: default and cap of prefetch-count
+//! max_transactions = 64          # open at once per session
+//! max_transaction_frames = 10000 # SEND/ACK/NACK buffered in one transaction
+//! max_transaction_bytes = 4194304 # bytes buffered in one session's open transactions
 //! shutdown_grace_ms = 5000       # time to flush queued frames on shutdown
 //!
 //! [[users]]                      # no users: any login is accepted
@@ -236,6 +240,15 @@ pub struct Limits {
     pub max_subscriptions: usize,
     /// Messages kept per queue while nobody can take them. Default 10 000.
     pub max_pending_per_queue: usize,
+    /// Unacknowledged messages per client-ack subscription: the default and the cap of its
+    /// `prefetch-count` header. Default 1024.
+    pub max_unacked: u32,
+    /// Transactions open at once per session. Default 64.
+    pub max_transactions: usize,
+    /// SEND/ACK/NACK frames buffered in one transaction. Default 10 000.
+    pub max_transaction_frames: usize,
+    /// Bytes buffered in one session's open transactions together. Default 4 MiB.
+    pub max_transaction_bytes: usize,
     /// How long shutdown waits for queued frames to be flushed. Default 5 s.
     pub shutdown_grace_ms: u64,
 }
@@ -253,6 +266,10 @@ impl Default for Limits {
             connect_timeout_ms: 10_000,
             max_subscriptions: 1024,
             max_pending_per_queue: 10_000,
+            max_unacked: 1024,
+            max_transactions: 64,
+            max_transaction_frames: 10_000,
+            max_transaction_bytes: 4 << 20,
             shutdown_grace_ms: 5_000,
         }
     }
@@ -341,6 +358,12 @@ impl Config {
                 "limits.max_connections must be > 0".into(),
             ));
         }
+        if self.limits.max_unacked == 0 {
+            // A client-ack subscription could never receive anything.
+            return Err(ConfigError::Invalid(
+                "limits.max_unacked must be > 0".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -348,6 +371,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_limits_reach_the_broker() {
+        let c = Config::from_toml(
+            "[limits]\nmax_unacked = 7\nmax_transactions = 2\nmax_transaction_frames = 3\n\
+             max_transaction_bytes = 4096\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let limits = crate::session::broker_config_for_test(&c);
+        assert_eq!(limits.max_unacked_per_subscription, 7);
+        assert_eq!(limits.max_transactions_per_session, 2);
+        assert_eq!(limits.max_frames_per_transaction, 3);
+        assert_eq!(limits.max_transaction_bytes, 4096);
+        let zero = Config::from_toml("[limits]\nmax_unacked = 0\n").unwrap();
+        assert!(zero.validate().is_err());
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -21,6 +21,27 @@ use crate::metrics::Transport;
 /// mappings, static users); add application handlers and `build()` it, then hand the broker to
 /// [`Server::bind_with_broker`](crate::Server::bind_with_broker).
 pub fn broker_builder(config: &Config) -> BrokerBuilder {
+    let builder = Broker::builder(broker_config(config));
+    if config.users.is_empty() {
+        builder
+    } else {
+        let users = StaticUsers::new(
+            config
+                .users
+                .iter()
+                .map(|u| (u.login.clone(), u.passcode.clone())),
+        );
+        builder.authenticator(Arc::new(users))
+    }
+}
+
+/// The broker's limits as configured (for the config tests).
+#[cfg(test)]
+pub(crate) fn broker_config_for_test(config: &Config) -> switchboard_broker::Limits {
+    broker_config(config).limits
+}
+
+fn broker_config(config: &Config) -> BrokerConfig {
     let l = &config.limits;
     let mut bc = BrokerConfig {
         heart_beat: HeartBeat {
@@ -43,18 +64,11 @@ pub fn broker_builder(config: &Config) -> BrokerBuilder {
     bc.limits.outbound_max_frames = l.outbound_queue_frames;
     bc.limits.outbound_max_bytes = l.outbound_queue_bytes;
     bc.limits.max_pending_per_queue = l.max_pending_per_queue;
-    let builder = Broker::builder(bc);
-    if config.users.is_empty() {
-        builder
-    } else {
-        let users = StaticUsers::new(
-            config
-                .users
-                .iter()
-                .map(|u| (u.login.clone(), u.passcode.clone())),
-        );
-        builder.authenticator(Arc::new(users))
-    }
+    bc.limits.max_unacked_per_subscription = l.max_unacked;
+    bc.limits.max_transactions_per_session = l.max_transactions;
+    bc.limits.max_frames_per_transaction = l.max_transaction_frames;
+    bc.limits.max_transaction_bytes = l.max_transaction_bytes;
+    bc
 }
 
 /// The STOMP parser limits from the server configuration.
