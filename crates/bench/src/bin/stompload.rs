@@ -302,7 +302,7 @@ async fn subscriber(
         match f.command {
             Command::Message => {
                 let seen = counters.received[index].fetch_add(1, Ordering::AcqRel) + 1;
-                if seen % 32 == 0 {
+                if seen.is_multiple_of(32) {
                     counters.progress.notify_waiters();
                 }
                 let now = Instant::now();
@@ -470,38 +470,30 @@ async fn throughput(a: Args) -> Result {
     }
     let published = counters.published_measured.load(Ordering::Relaxed);
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let (pub_rate, rate) = (published as f64 / a.secs, received as f64 / a.secs);
+    let (p50, p99, p999, max) = (us(0.5), us(0.99), us(0.999), hist.max() as f64 / 1000.0);
     println!(
-        "stompload: {} pubs -> {} {} subs, {} B: published {:.0} msgs/s, delivered {:.0} msgs/s, \
-         latency p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs max {:.1} µs, {} errors",
+        "stompload: {} pubs -> {} {} subs, {} B: published {pub_rate:.0} msgs/s, delivered \
+         {rate:.0} msgs/s, latency p50 {p50:.1} µs p99 {p99:.1} µs p99.9 {p999:.1} µs max \
+         {max:.1} µs, {} errors",
         a.pubs,
         a.dest,
         a.subs,
         a.size,
-        published as f64 / a.secs,
-        received as f64 / a.secs,
-        us(0.5),
-        us(0.99),
-        us(0.999),
-        hist.max() as f64 / 1000.0,
         errors.len()
     );
     for e in errors.iter().take(5) {
         println!("stompload: error: {e}");
     }
     println!(
-        "RESULT pubs={} subs={} size={} secs={} dest={} published_per_sec={:.0} delivered_per_sec={:.0} \
-         p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1} errors={} all_published={}",
+        "RESULT pubs={} subs={} size={} secs={} dest={} published_per_sec={pub_rate:.0} \
+         delivered_per_sec={rate:.0} p50_us={p50:.1} p99_us={p99:.1} p999_us={p999:.1} \
+         max_us={max:.1} errors={} all_published={}",
         a.pubs,
         a.subs,
         a.size,
         a.secs,
         a.dest,
-        published as f64 / a.secs,
-        received as f64 / a.secs,
-        us(0.5),
-        us(0.99),
-        us(0.999),
-        hist.max() as f64 / 1000.0,
         errors.len(),
         counters.published.load(Ordering::Relaxed)
     );
@@ -525,7 +517,7 @@ fn rss_kib(pid: u32) -> Result<u64> {
 /// Something kept open by the idle test.
 enum Held {
     Tcp(#[allow(dead_code)] Conn),
-    Ws(#[allow(dead_code)] switchboard_ws::WebSocketStream<TcpStream>),
+    Ws(#[allow(dead_code)] Box<switchboard_ws::WebSocketStream<TcpStream>>),
 }
 
 async fn idle_one(a: &IdleArgs, i: usize) -> Result<Held> {
@@ -561,7 +553,7 @@ async fn idle_one(a: &IdleArgs, i: usize) -> Result<Held> {
                 _ => return Err("no reply over the WebSocket".into()),
             }
         }
-        Ok(Held::Ws(ws))
+        Ok(Held::Ws(Box::new(ws)))
     } else {
         let mut c = Conn::open(&a.addr, None, None).await?;
         c.send(&subscribe).await?;
