@@ -516,7 +516,7 @@ fn rss_kib(pid: u32) -> Result<u64> {
 
 /// Something kept open by the idle test.
 enum Held {
-    Tcp(#[allow(dead_code)] Conn),
+    Tcp(#[allow(dead_code)] Box<Conn>),
     Ws(#[allow(dead_code)] Box<switchboard_ws::WebSocketStream<TcpStream>>),
 }
 
@@ -561,7 +561,7 @@ async fn idle_one(a: &IdleArgs, i: usize) -> Result<Held> {
         if f.command != Command::Receipt {
             return Err(format!("SUBSCRIBE not confirmed: {}", describe(&f)).into());
         }
-        Ok(Held::Tcp(c))
+        Ok(Held::Tcp(Box::new(c)))
     }
 }
 
