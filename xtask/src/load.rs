@@ -7,6 +7,8 @@
 //! cargo xtask load ws --compare [--secs S] [--warmup W] [--sizes 16,125,65536]
 //!                               [--conns-list 1,10,100] [--threads T] [--markdown]
 //! cargo xtask load stomp [stompload flags] [HOST:PORT]
+//! cargo xtask load stomp --compare [--secs S] [--warmup W] [--sizes 128,16384]
+//!                                  [--only switchboard,rabbitmq,activemq] [--markdown]
 //! cargo xtask load idle [--conns N]
 //! ```
 //!
@@ -16,6 +18,19 @@
 //! side. `load idle` starts a fresh `switchboard` per transport (TCP, WebSocket), opens `N`
 //! (default 2000) connections that CONNECT and SUBSCRIBE and then sit idle, and prints how much
 //! the server's resident memory grew per connection.
+//!
+//! `load stomp --compare` runs one `stompload` matrix against our `switchboard` (release binary,
+//! embedded broker), RabbitMQ (`rabbitmq_stomp`) and ActiveMQ Classic, side by side: the peers
+//! are Debian packages, installed with apt when missing (root; a manual command, never part of
+//! `cargo xtask ci`) and run in the foreground with private state under
+//! `target/xtask/load/<broker>/` (see `brokers.rs`). Every broker is started first on free
+//! loopback ports; then each scenario runs against one broker at a time while the others sit
+//! idle, and every broker is stopped at the end, also on error. The matrix: topic fan-out 1
+//! publisher -> 10 subscribers at 128 B, topic 4 -> 4 at 128 B and 16 KiB, queue 4 -> 4
+//! (competing consumers) at 128 B; `--sizes` runs each of the three shapes at every size given
+//! instead. It prints delivered msgs/s with switchboard / best peer, p99 latency, and each
+//! broker's CPU seconds (its whole process group, from `/proc`) per 1000 delivered messages,
+//! warm-up included.
 //!
 //! The first form builds `wsload` (release) and runs it against `URL`. `--compare` starts
 //! switchboard-ws's `echo_server` example and the three `peer_echo` servers (tungstenite,
@@ -35,7 +50,7 @@ use crate::process::Process;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rate R] [--threads T] URL
@@ -43,6 +58,8 @@ usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rat
                                      [--conns-list 1,10,100] [--threads T] [--markdown]
        cargo xtask load stomp [--pubs P] [--subs S] [--size B] [--secs S] [--warmup W] [--dest D]
                               [--window K] [--login L] [--passcode P] [--threads T] [HOST:PORT]
+       cargo xtask load stomp --compare [--secs S] [--warmup W] [--sizes 128,16384]
+                                        [--only switchboard,rabbitmq,activemq] [--markdown]
        cargo xtask load idle [--conns N]";
 
 /// The servers `--compare` runs, in table order (`switchboard` = the echo_server example).
@@ -62,7 +79,13 @@ pub fn run(args: &[String]) -> Result {
                 single(rest)
             }
         }
-        Some((what, rest)) if what == "stomp" => stomp(rest),
+        Some((what, rest)) if what == "stomp" => {
+            if rest.iter().any(|a| a == "--compare") {
+                stomp_compare(rest)
+            } else {
+                stomp(rest)
+            }
+        }
         Some((what, rest)) if what == "idle" => idle(rest),
         _ => Err(USAGE.into()),
     }
@@ -277,7 +300,7 @@ fn parse_compare(args: &[String]) -> Result<CompareArgs> {
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
@@ -542,6 +565,432 @@ fn table(rows: &[Vec<String>], markdown: bool) -> String {
     out
 }
 
+/// Sum of [`cpu_seconds`] over the live processes of process group `pgid` (a broker's start
+/// script, its VM and their threads). Children that already exited are not counted.
+fn group_cpu_seconds(pgid: u32) -> Option<f64> {
+    let mut total = None;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // Field 5 (pgrp) is the third after the parenthesised command name.
+        let pgrp = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(5 - 3))
+            .and_then(|v| v.parse::<u32>().ok());
+        if pgrp == Some(pgid)
+            && let Some(s) = cpu_seconds(pid)
+        {
+            total = Some(total.unwrap_or(0.0) + s);
+        }
+    }
+    total
+}
+
+/// Bytes of message bodies `load stomp --compare` lets the publishers have in flight (sent,
+/// not yet received by every subscriber), through `stompload --window`.
+const STOMP_IN_FLIGHT_BYTES: usize = 4 << 20;
+
+/// The brokers `load stomp --compare` knows, in table order.
+const BROKERS: &[&str] = &["switchboard", "rabbitmq", "activemq"];
+
+struct StompCompareArgs {
+    secs: f64,
+    warmup: f64,
+    sizes: Option<Vec<usize>>,
+    /// Names from [`BROKERS`], in table order.
+    brokers: Vec<&'static str>,
+    markdown: bool,
+}
+
+fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
+    let mut c = StompCompareArgs {
+        secs: 5.0,
+        // The JVM compiles its hot paths during the first seconds; give every broker that.
+        warmup: 2.0,
+        sizes: None,
+        brokers: BROKERS.to_vec(),
+        markdown: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{a} needs a value\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--compare" => {}
+            "--markdown" => c.markdown = true,
+            "--secs" => c.secs = value()?.parse()?,
+            "--warmup" => c.warmup = value()?.parse()?,
+            "--sizes" => c.sizes = Some(parse_list(value()?)?),
+            "--only" => {
+                let wanted: Vec<&str> = value()?.split(',').map(str::trim).collect();
+                if let Some(bad) = wanted.iter().find(|w| !BROKERS.contains(w)) {
+                    return Err(format!(
+                        "--only: unknown broker `{bad}` (known: {})",
+                        BROKERS.join(",")
+                    )
+                    .into());
+                }
+                c.brokers = BROKERS
+                    .iter()
+                    .copied()
+                    .filter(|b| wanted.contains(b))
+                    .collect();
+            }
+            other => return Err(format!("unexpected argument `{other}`\n{USAGE}").into()),
+        }
+    }
+    if !(c.secs > 0.0 && c.secs <= 3600.0 && (0.0..=600.0).contains(&c.warmup)) {
+        return Err("--secs must be in (0, 3600] and --warmup in [0, 600]".into());
+    }
+    if c.brokers.is_empty() || c.sizes.as_ref().is_some_and(|s| s.is_empty()) {
+        return Err(format!("nothing to run\n{USAGE}").into());
+    }
+    Ok(c)
+}
+
+/// One row of the matrix: `pubs` publishers, `subs` subscribers, `size`-byte bodies, on a
+/// topic (every subscriber gets every message) or a queue (each message to one subscriber).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scenario {
+    pubs: usize,
+    subs: usize,
+    size: usize,
+    queue: bool,
+}
+
+impl Scenario {
+    fn label(&self) -> String {
+        let size = if self.size >= 1024 && self.size.is_multiple_of(1024) {
+            format!("{} KiB", self.size / 1024)
+        } else {
+            format!("{} B", self.size)
+        };
+        let kind = if self.queue { "queue" } else { "topic" };
+        format!("{kind} {} -> {}, {size}", self.pubs, self.subs)
+    }
+
+    /// A destination of its own per row, so nothing a previous row left queued is delivered.
+    fn dest(&self, row: usize) -> String {
+        let kind = if self.queue { "queue" } else { "topic" };
+        format!("/{kind}/xtask-load-{row}")
+    }
+
+    /// `stompload --window`: 256 messages per publisher (its default), fewer for large bodies
+    /// so that at most [`STOMP_IN_FLIGHT_BYTES`] are in flight. Every broker gets the same
+    /// window; a larger one would make switchboard drop 16 KiB subscribers as slow consumers
+    /// (its default `outbound_queue_bytes` is 8 MiB per session) where RabbitMQ and ActiveMQ
+    /// slow the publishers down instead.
+    fn window(&self) -> usize {
+        (STOMP_IN_FLIGHT_BYTES / (self.size.max(1) * self.pubs.max(1))).clamp(2, 256)
+    }
+
+    /// Deliveries per published message.
+    fn fan_out(&self) -> u64 {
+        if self.queue { 1 } else { self.subs as u64 }
+    }
+}
+
+/// The default matrix, or the three shapes at each of `sizes`.
+fn stomp_scenarios(sizes: Option<&[usize]>) -> Vec<Scenario> {
+    let s = |pubs, subs, size, queue| Scenario {
+        pubs,
+        subs,
+        size,
+        queue,
+    };
+    match sizes {
+        None => vec![
+            s(1, 10, 128, false),
+            s(4, 4, 128, false),
+            s(4, 4, 16 << 10, false),
+            s(4, 4, 128, true),
+        ],
+        Some(sizes) => [(1, 10, false), (4, 4, false), (4, 4, true)]
+            .into_iter()
+            .flat_map(|(p, n, q)| sizes.iter().map(move |&size| s(p, n, size, q)))
+            .collect(),
+    }
+}
+
+/// One `stompload` `RESULT ...` line, plus the broker's CPU time over the run.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct StompResult {
+    delivered_per_sec: f64,
+    p99_us: f64,
+    errors: u64,
+    /// Messages published, warm-up included.
+    all_published: u64,
+    /// Broker CPU seconds per 1000 delivered messages (warm-up included).
+    cpu_s_per_1000: Option<f64>,
+}
+
+fn parse_stomp_result(output: &str) -> Option<StompResult> {
+    let line = output.lines().rev().find(|l| l.starts_with("RESULT "))?;
+    let mut r = StompResult::default();
+    for kv in line.split_whitespace().skip(1) {
+        let (k, v) = kv.split_once('=')?;
+        match k {
+            "delivered_per_sec" => r.delivered_per_sec = v.parse().ok()?,
+            "p99_us" => r.p99_us = v.parse().ok()?,
+            "errors" => r.errors = v.parse().ok()?,
+            "all_published" => r.all_published = v.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
+/// A broker under test: ours (a `Process`) or a peer (a `brokers::Broker`).
+enum Target {
+    Ours { process: Process, port: u16 },
+    Peer(crate::brokers::Broker),
+}
+
+impl Target {
+    fn port(&self) -> u16 {
+        match self {
+            Target::Ours { port, .. } => *port,
+            Target::Peer(b) => b.port,
+        }
+    }
+
+    fn pgid(&self) -> Option<u32> {
+        match self {
+            Target::Ours { process, .. } => Some(process.pid()),
+            Target::Peer(b) => b.pgid(),
+        }
+    }
+
+    fn ensure_running(&mut self) -> Result {
+        match self {
+            Target::Ours { process, .. } => process.ensure_running(),
+            Target::Peer(b) => b.ensure_running(),
+        }
+    }
+
+    fn login(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Target::Ours { .. } => None,
+            Target::Peer(b) => b.peer.login(),
+        }
+    }
+}
+
+fn stomp_compare(args: &[String]) -> Result {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let c = parse_stomp_compare(args)?;
+    let peers: Vec<crate::brokers::Peer> = c
+        .brokers
+        .iter()
+        .filter_map(|b| crate::brokers::Peer::from_name(b))
+        .collect();
+    crate::brokers::ensure_installed(&peers)?;
+    let (server_bin, stompload) = build_stomp_tools()?;
+    let logs = crate::xtask_dir().join("load");
+    std::fs::create_dir_all(&logs)?;
+
+    // Start every broker; each stops (with its process group) when dropped, on any path.
+    let mut targets: Vec<(&'static str, Target)> = Vec::new();
+    for &name in &c.brokers {
+        let started = Instant::now();
+        let target = match crate::brokers::Peer::from_name(name) {
+            Some(peer) => Target::Peer(crate::brokers::start(peer, &logs.join(name))?),
+            None => {
+                let port = free_port()?;
+                let addr = format!("127.0.0.1:{port}");
+                let process = start_switchboard(&server_bin, "off", &addr, port)?;
+                Target::Ours { process, port }
+            }
+        };
+        eprintln!(
+            "xtask load: {name} listens for STOMP on 127.0.0.1:{} (started in {:.1?})",
+            target.port(),
+            started.elapsed()
+        );
+        targets.push((name, target));
+    }
+
+    let scenarios = stomp_scenarios(c.sizes.as_deref());
+    let mut results: Vec<(Scenario, Vec<Option<StompResult>>)> = Vec::new();
+    for (row, sc) in scenarios.iter().enumerate() {
+        let mut cells = Vec::new();
+        for (name, target) in targets.iter_mut() {
+            if let Err(e) = target.ensure_running() {
+                eprintln!("xtask load: {name}: {e}");
+                cells.push(None);
+                continue;
+            }
+            let mut args: Vec<String> = vec![
+                "--pubs".into(),
+                sc.pubs.to_string(),
+                "--subs".into(),
+                sc.subs.to_string(),
+                "--size".into(),
+                sc.size.to_string(),
+                "--secs".into(),
+                c.secs.to_string(),
+                "--warmup".into(),
+                c.warmup.to_string(),
+                "--dest".into(),
+                sc.dest(row),
+                "--window".into(),
+                sc.window().to_string(),
+            ];
+            if let Some((login, passcode)) = target.login() {
+                args.extend([
+                    "--login".into(),
+                    login.into(),
+                    "--passcode".into(),
+                    passcode.into(),
+                ]);
+            }
+            args.push(format!("127.0.0.1:{}", target.port()));
+            let log = logs.join(format!("stompload-{name}-{row}.log"));
+            let pgid = target.pgid();
+            let cpu_before = pgid.and_then(group_cpu_seconds);
+            let mut p = Process::spawn("stompload", Command::new(&stompload).args(&args), &log)?;
+            let ok = p.wait(stompload_budget(&args));
+            drop(p);
+            let cpu = cpu_before
+                .zip(pgid.and_then(group_cpu_seconds))
+                .map(|(a, b)| b - a);
+            let out = std::fs::read_to_string(&log).unwrap_or_default();
+            let r = parse_stomp_result(&out).map(|mut r| {
+                let delivered = r.all_published * sc.fan_out();
+                r.cpu_s_per_1000 = cpu
+                    .filter(|_| delivered > 0)
+                    .map(|c| c * 1000.0 / delivered as f64);
+                r
+            });
+            match (&ok, &r) {
+                (Ok(()), Some(r)) => eprintln!(
+                    "xtask load: {name:<12} {:<22} {:>9.0} msgs/s  p99 {:>8.1} ms  CPU {} s/1000 msgs{}",
+                    sc.label(),
+                    r.delivered_per_sec,
+                    r.p99_us / 1000.0,
+                    r.cpu_s_per_1000
+                        .map_or("?".to_owned(), |c| format!("{c:.4}")),
+                    if r.errors > 0 {
+                        format!("  ({} errors, see {})", r.errors, log.display())
+                    } else {
+                        String::new()
+                    }
+                ),
+                _ => eprintln!(
+                    "xtask load: {name} {}: failed: {}",
+                    sc.label(),
+                    ok.as_ref()
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "no RESULT line".into())
+                ),
+            }
+            // A run that failed outright (no message delivered, broker error) gets no number.
+            cells.push(r.filter(|r| r.delivered_per_sec > 0.0));
+        }
+        results.push((*sc, cells));
+    }
+    // Stop every broker before printing (SIGKILL to each process group, then RabbitMQ's epmd).
+    drop(targets);
+    print!("{}", render_stomp(&c, &results));
+    Ok(())
+}
+
+fn render_stomp(c: &StompCompareArgs, results: &[(Scenario, Vec<Option<StompResult>>)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nstompload over loopback TCP, {}s measured after {}s warm-up, one broker at a time; \
+         end-to-end flow control: at most 256 messages per publisher in flight, fewer for large \
+         bodies (at most {} MiB)",
+        c.secs,
+        c.warmup,
+        STOMP_IN_FLIGHT_BYTES >> 20
+    );
+    let ours = c.brokers.first() == Some(&"switchboard");
+    let mut header = vec!["scenario".to_owned()];
+    header.extend(c.brokers.iter().map(|b| b.to_string()));
+
+    // Delivered msgs/s, with switchboard / best peer.
+    let mut rows = vec![header.clone()];
+    if ours && c.brokers.len() > 1 {
+        rows[0].push("switchboard / best peer".into());
+    }
+    for (sc, cells) in results {
+        let mut row = vec![sc.label()];
+        row.extend(cells.iter().map(|r| match r {
+            None => "failed".into(),
+            Some(r) if r.errors > 0 => format!("{:.0} [{} err]", r.delivered_per_sec, r.errors),
+            Some(r) => format!("{:.0}", r.delivered_per_sec),
+        }));
+        if ours && c.brokers.len() > 1 {
+            let best_peer = cells[1..]
+                .iter()
+                .flatten()
+                .map(|r| r.delivered_per_sec)
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+            row.push(match (&cells[0], best_peer) {
+                (Some(r), Some(p)) if p > 0.0 => format!("{:.2}x", r.delivered_per_sec / p),
+                _ => "-".into(),
+            });
+        }
+        rows.push(row);
+    }
+    let _ = writeln!(out, "\ndelivered msgs/s (all subscribers together)");
+    out.push_str(&table(&rows, c.markdown));
+
+    // p99 latency.
+    let mut rows = vec![header.clone()];
+    for (sc, cells) in results {
+        let mut row = vec![sc.label()];
+        row.extend(cells.iter().map(|r| {
+            r.as_ref()
+                .map_or("failed".into(), |r| format!("{:.1}", r.p99_us / 1000.0))
+        }));
+        rows.push(row);
+    }
+    let _ = writeln!(out, "\np99 latency, publish to delivery, ms");
+    out.push_str(&table(&rows, c.markdown));
+
+    // CPU per 1000 deliveries, with that broker / switchboard.
+    let mut rows = vec![header];
+    for (sc, cells) in results {
+        let mut row = vec![sc.label()];
+        let base = if ours {
+            cells[0].as_ref().and_then(|r| r.cpu_s_per_1000)
+        } else {
+            None
+        };
+        for (i, r) in cells.iter().enumerate() {
+            row.push(match r.as_ref().map(|r| r.cpu_s_per_1000) {
+                None => "failed".into(),
+                Some(None) => "?".into(),
+                Some(Some(v)) => match base.filter(|b| i > 0 && *b > 0.0) {
+                    Some(b) => format!("{v:.4} ({:.1}x)", v / b),
+                    None => format!("{v:.4}"),
+                },
+            });
+        }
+        rows.push(row);
+    }
+    let _ = writeln!(
+        out,
+        "\nbroker CPU seconds (user + system, whole process group) per 1000 delivered messages, \
+         warm-up included; (Nx) = that broker / switchboard"
+    );
+    out.push_str(&table(&rows, c.markdown));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,10 +1008,81 @@ mod tests {
     }
 
     #[test]
+    fn parses_stompload_result_line() {
+        let out = "stompload: 4 pubs -> /topic/x 4 subs ...\nRESULT pubs=4 subs=4 size=128 secs=5 \
+                   dest=/topic/x published_per_sec=1000 delivered_per_sec=4000 p50_us=10.0 \
+                   p99_us=250.5 p999_us=300.0 max_us=400.0 errors=1 all_published=7000\n";
+        let r = parse_stomp_result(out).unwrap();
+        assert_eq!(r.delivered_per_sec, 4000.0);
+        assert_eq!(r.p99_us, 250.5);
+        assert_eq!(r.errors, 1);
+        assert_eq!(r.all_published, 7000);
+        assert!(parse_stomp_result("stompload: error: refused").is_none());
+    }
+
+    #[test]
+    fn stomp_matrix_and_windows() {
+        let default = stomp_scenarios(None);
+        let labels: Vec<String> = default.iter().map(Scenario::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "topic 1 -> 10, 128 B",
+                "topic 4 -> 4, 128 B",
+                "topic 4 -> 4, 16 KiB",
+                "queue 4 -> 4, 128 B"
+            ]
+        );
+        assert_eq!(default[0].window(), 256);
+        assert_eq!(default[2].window(), 64); // 4 pubs x 64 x 16 KiB = 4 MiB
+        assert_eq!(default[0].fan_out(), 10);
+        assert_eq!(default[3].fan_out(), 1);
+        assert_eq!(default[3].dest(3), "/queue/xtask-load-3");
+        assert_eq!(stomp_scenarios(Some(&[64, 1 << 20])).len(), 6);
+        let huge = Scenario {
+            pubs: 4,
+            subs: 4,
+            size: 8 << 20,
+            queue: false,
+        };
+        assert_eq!(huge.window(), 2); // stompload's minimum
+    }
+
+    #[test]
+    fn stomp_compare_flags() {
+        let args: Vec<String> = [
+            "--compare",
+            "--only",
+            "activemq,switchboard",
+            "--sizes",
+            "128",
+            "--markdown",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let c = parse_stomp_compare(&args).unwrap();
+        assert_eq!(c.brokers, ["switchboard", "activemq"]); // table order, not flag order
+        assert_eq!(c.sizes, Some(vec![128]));
+        assert!(c.markdown);
+        let bad: Vec<String> = ["--only", "kafka"].iter().map(|s| s.to_string()).collect();
+        assert!(parse_stomp_compare(&bad).is_err());
+    }
+
+    #[test]
     fn reads_own_cpu_time() {
         let me = std::process::id();
         assert!(cpu_seconds(me).is_some_and(|s| s >= 0.0));
         assert!(find_pid("no-such-argument-127.0.0.1:1").is_none());
+        // xtask's test binary: its group's CPU time includes its own.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let pgrp: u32 = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(group_cpu_seconds(pgrp).is_some_and(|s| s >= 0.0));
     }
 
     #[test]

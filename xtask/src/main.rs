@@ -6,6 +6,7 @@
 mod apt;
 mod autobahn;
 mod bench;
+mod brokers;
 mod ci;
 mod fuzz;
 mod interop;
