@@ -198,12 +198,12 @@ fn start_rabbitmq(dir: &Path) -> Result<Broker> {
 
     // Our own epmd on a private port, in the foreground: Erlang's usual `epmd -daemon` would
     // outlive the broker (it leaves the process group).
-    let mut epmd_cmd = Command::new(EPMD);
+    let mut epmd_cmd = watched(EPMD);
     epmd_cmd.args(["-port", &epmd_port.to_string()]);
     let mut epmd = Process::spawn("epmd", &mut epmd_cmd, &dir.join("epmd.log"))?;
     epmd.wait_for_port(epmd_port)?;
 
-    let mut cmd = Command::new(RABBITMQ_SERVER);
+    let mut cmd = watched(RABBITMQ_SERVER);
     cmd.env("HOME", &home)
         .env("ERL_EPMD_PORT", epmd_port.to_string())
         .env("RABBITMQ_CONF_ENV_FILE", &env_file)
@@ -278,7 +278,7 @@ fn start_activemq(dir: &Path) -> Result<Broker> {
     let log4j = conf.join("log4j.properties");
     std::fs::write(&log4j, ACTIVEMQ_LOG4J)?;
     let prop = |k: &str, v: &PathBuf| format!("-D{k}={}", v.display());
-    let mut cmd = Command::new(JAVA);
+    let mut cmd = watched(JAVA);
     // Upstream's default heap (bin/env: -Xms64M -Xmx1G).
     cmd.args([
         "-Xms64M",
@@ -307,6 +307,30 @@ fn start_activemq(dir: &Path) -> Result<Broker> {
     };
     started?;
     Ok(broker)
+}
+
+/// A shell that runs `program` (with the arguments added to the returned command) in the
+/// background and kills its own process group, `program` included, as soon as this xtask is gone:
+/// [`Process`] stops brokers when dropped, but an xtask killed by a signal (Ctrl-C) drops
+/// nothing, and a JVM or an Erlang node left behind would hold ports and memory. The watchdog
+/// polls once a second; when `program` exits by itself, the shell exits with its status.
+fn watched(program: &str) -> Command {
+    const WATCHDOG: &str = r#"
+"$@" &
+child=$!
+while kill -0 "$XTASK_PID" 2>/dev/null; do
+    if ! kill -0 "$child" 2>/dev/null; then
+        wait "$child"
+        exit $?
+    fi
+    sleep 1
+done
+kill -KILL 0
+"#;
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", WATCHDOG, "sh", program])
+        .env("XTASK_PID", std::process::id().to_string());
+    cmd
 }
 
 /// Kills (by pid) any `epmd` serving `port`: one Erlang started as a daemon despite
