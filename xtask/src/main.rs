@@ -34,6 +34,8 @@ tasks:
   interop                    real peers: Python websockets, Node ws, stomp.py, @stomp/stompjs
   load ws --conns N --size B --secs S URL
                              WebSocket echo load generator (msgs/s, latency percentiles)
+  load stomp [--compare] | load idle
+                             STOMP broker load (stompload); --compare: vs RabbitMQ and ActiveMQ
 ";
 
 fn main() {
