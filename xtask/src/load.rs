@@ -726,6 +726,8 @@ struct StompResult {
     errors: u64,
     /// Messages published, warm-up included.
     all_published: u64,
+    /// Messages delivered to the subscribers, warm-up included (0 from an older stompload).
+    all_delivered: u64,
     /// Broker CPU seconds per 1000 delivered messages (warm-up included).
     cpu_s_per_1000: Option<f64>,
 }
@@ -740,6 +742,7 @@ fn parse_stomp_result(output: &str) -> Option<StompResult> {
             "p99_us" => r.p99_us = v.parse().ok()?,
             "errors" => r.errors = v.parse().ok()?,
             "all_published" => r.all_published = v.parse().ok()?,
+            "all_delivered" => r.all_delivered = v.parse().ok()?,
             _ => {}
         }
     }
@@ -865,7 +868,11 @@ fn stomp_compare(args: &[String]) -> Result {
                 .map(|(a, b)| b - a);
             let out = std::fs::read_to_string(&log).unwrap_or_default();
             let r = parse_stomp_result(&out).map(|mut r| {
-                let delivered = r.all_published * sc.fan_out();
+                let delivered = if r.all_delivered > 0 {
+                    r.all_delivered
+                } else {
+                    r.all_published * sc.fan_out()
+                };
                 r.cpu_s_per_1000 = cpu
                     .filter(|_| delivered > 0)
                     .map(|c| c * 1000.0 / delivered as f64);

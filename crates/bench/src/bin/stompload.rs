@@ -25,7 +25,8 @@
 //! `/proc/PID/status`) grew per connection. The first 50 connections are opened before the
 //! baseline is taken, so one-off allocations (runtime, first-use tables) do not count.
 //!
-//! Each form prints a summary and one machine-readable `RESULT ...` line for `cargo xtask load`.
+//! Each form prints a summary and one machine-readable `RESULT ...` line for `cargo xtask load`
+//! (`all_published`/`all_delivered` count the warm-up too, for CPU-per-message figures).
 //! Everything is bounded: each connect and each wait for a frame by [`IO_TIMEOUT`], the whole
 //! run by its phases plus [`RUN_SLACK`].
 
@@ -488,14 +489,19 @@ async fn throughput(a: Args) -> Result {
     println!(
         "RESULT pubs={} subs={} size={} secs={} dest={} published_per_sec={pub_rate:.0} \
          delivered_per_sec={rate:.0} p50_us={p50:.1} p99_us={p99:.1} p999_us={p999:.1} \
-         max_us={max:.1} errors={} all_published={}",
+         max_us={max:.1} errors={} all_published={} all_delivered={}",
         a.pubs,
         a.subs,
         a.size,
         a.secs,
         a.dest,
         errors.len(),
-        counters.published.load(Ordering::Relaxed)
+        counters.published.load(Ordering::Relaxed),
+        counters
+            .received
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .sum::<u64>()
     );
     if received == 0 {
         return Err("no message was delivered in the measured window".into());
