@@ -1,7 +1,9 @@
 //! Decoder over arbitrary bytes in arbitrary chunk sizes, both roles, deflate on/off.
 //! Property beyond "no panic": decoding is chunking-invariant (same messages and the same
 //! error-or-not as decoding the whole input at once), text is valid UTF-8, messages respect the
-//! limits; and the word-at-a-time unmasking equals the bytewise reference.
+//! limits; and the word-at-a-time unmasking equals the bytewise reference. A third pass reads
+//! the way `Decoder::reserve_read` says (as the tokio adapter does): same result, every read
+//! gets room, and the room reserved stays bounded by what has arrived.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -37,16 +39,41 @@ fn decoder(i: &Input) -> Decoder {
     }
 }
 
-fn run(i: &Input, chunked: bool) -> (Vec<Message>, bool) {
+#[derive(Clone, Copy, PartialEq)]
+enum Reads {
+    Whole,
+    Chunked,
+    /// Read sizes from `chunks` (x 64), capped by `Decoder::reserve_read`.
+    Reserved,
+}
+
+fn run(i: &Input, reads: Reads) -> (Vec<Message>, bool) {
     let mut dec = decoder(i);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     let mut pos = 0;
     let mut k = 0;
     while pos < i.data.len() {
-        let n = if chunked && !i.chunks.is_empty() {
+        let n = if reads != Reads::Whole && !i.chunks.is_empty() {
             k += 1;
-            (i.chunks[k % i.chunks.len()] as usize + 1).min(i.data.len() - pos)
+            let c = i.chunks[k % i.chunks.len()] as usize + 1;
+            if reads == Reads::Reserved {
+                let want = c * 64;
+                let room = dec.reserve_read(&mut buf, want);
+                assert!(room > 0, "a read must get room");
+                assert!(buf.capacity() - buf.len() >= room);
+                // Never trusts a claimed length beyond 16x what arrived (or 64 KiB), nor reserves
+                // more than a few times that (BytesMut may round an allocation up).
+                let bound = want.max(64 << 10).max(16 * buf.len());
+                assert!(
+                    buf.capacity() <= 4 * bound + buf.len(),
+                    "{} > {bound}",
+                    buf.capacity()
+                );
+                room.min(i.data.len() - pos)
+            } else {
+                c.min(i.data.len() - pos)
+            }
         } else {
             i.data.len() - pos
         };
@@ -64,9 +91,10 @@ fn run(i: &Input, chunked: bool) -> (Vec<Message>, bool) {
 }
 
 fuzz_target!(|i: Input| {
-    let whole = run(&i, false);
-    let chunked = run(&i, true);
+    let whole = run(&i, Reads::Whole);
+    let chunked = run(&i, Reads::Chunked);
     assert_eq!(whole, chunked);
+    assert_eq!(whole, run(&i, Reads::Reserved));
     for m in &whole.0 {
         if let Message::Text(t) = m {
             assert!(std::str::from_utf8(t.as_bytes()).is_ok());
