@@ -317,11 +317,19 @@ struct LoadResult {
     cpu_us_per_msg: Option<f64>,
 }
 
-fn parse_result(output: &str) -> Option<LoadResult> {
+/// The `key=value` fields of the last `RESULT ` line a load generator printed (`None` if there is
+/// none or a field has no `=`).
+fn result_fields(output: &str) -> Option<Vec<(&str, &str)>> {
     let line = output.lines().rev().find(|l| l.starts_with("RESULT "))?;
+    line.split_whitespace()
+        .skip(1)
+        .map(|kv| kv.split_once('='))
+        .collect()
+}
+
+fn parse_result(output: &str) -> Option<LoadResult> {
     let mut r = LoadResult::default();
-    for kv in line.split_whitespace().skip(1) {
-        let (k, v) = kv.split_once('=')?;
+    for (k, v) in result_fields(output)? {
         match k {
             "msgs_per_sec" => r.msgs_per_sec = v.parse().ok()?,
             "p99_us" => r.p99_us = v.parse().ok()?,
@@ -733,10 +741,8 @@ struct StompResult {
 }
 
 fn parse_stomp_result(output: &str) -> Option<StompResult> {
-    let line = output.lines().rev().find(|l| l.starts_with("RESULT "))?;
     let mut r = StompResult::default();
-    for kv in line.split_whitespace().skip(1) {
-        let (k, v) = kv.split_once('=')?;
+    for (k, v) in result_fields(output)? {
         match k {
             "delivered_per_sec" => r.delivered_per_sec = v.parse().ok()?,
             "p99_us" => r.p99_us = v.parse().ok()?,
