@@ -59,6 +59,7 @@ mod server;
 mod session;
 mod stomp_tcp;
 pub mod tls;
+mod transport;
 mod websocket;
 
 use std::fmt::Write as _;

@@ -13,67 +13,11 @@ use tracing::debug;
 
 use crate::server::{ConnectionSlot, Shared};
 use crate::session::StompConnection;
+use crate::transport::{FrameSink, ReadSizer, earliest, pull, sleep_until_opt};
 use switchboard_broker::EncodedFrame;
 
-/// Smallest read: what an idle connection keeps reserved while it waits.
-const READ_MIN: usize = 512;
-/// Largest read: what a connection streaming at full speed reads at once.
-const READ_MAX: usize = 64 * 1024;
-/// A drained buffer bigger than this is replaced by a fresh small one ([`shrink_idle`]).
-const IDLE_BUFFER_MAX: usize = 16 * 1024;
-
-/// Sizes reads to the traffic, so that an idle connection holds [`READ_MIN`] bytes of read
-/// buffer and a busy one reads up to [`READ_MAX`] at once.
-///
-/// A read that fills all the room it had means more is waiting: the next one gets twice the
-/// room. A read that did not fill it sizes the next one to what it brought (rounded up to a
-/// power of two), so the buffer kept while waiting shrinks back as soon as traffic calms down.
-#[derive(Debug)]
-pub(crate) struct ReadSizer {
-    next: usize,
-}
-
-impl Default for ReadSizer {
-    fn default() -> Self {
-        ReadSizer { next: READ_MIN }
-    }
-}
-
-impl ReadSizer {
-    /// Makes room for the next read; returns the room (pass it to [`ReadSizer::after_read`]).
-    pub(crate) fn before_read(&self, buf: &mut BytesMut) -> usize {
-        if buf.is_empty() && buf.capacity() > 2 * self.next {
-            // Drained, and bigger than the next read needs: give the memory back.
-            *buf = BytesMut::new();
-        }
-        buf.reserve(self.next);
-        buf.capacity() - buf.len()
-    }
-
-    /// Records that a read given `room` bytes brought `n`.
-    pub(crate) fn after_read(&mut self, n: usize, room: usize) {
-        self.next = if n >= room {
-            room.saturating_mul(2)
-        } else {
-            n.next_power_of_two()
-        }
-        .clamp(READ_MIN, READ_MAX);
-    }
-}
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
-
-/// Releases a large read buffer once it holds no pending bytes.
-pub(crate) fn shrink_idle(buf: &mut BytesMut) {
-    if buf.is_empty() && buf.capacity() > IDLE_BUFFER_MAX {
-        *buf = BytesMut::new();
-    }
-}
-
-/// Bytes already taken from the session and waiting for the socket. The session is polled only
-/// while this is below the mark, so a client that does not read leaves its messages in the
-/// broker's bounded outbound queue, where the slow-consumer policy sees them.
-pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
 
 /// Frames waiting to be written, written with vectored writes.
 #[derive(Default)]
@@ -132,14 +76,6 @@ impl WriteQueue {
     }
 }
 
-/// Where polled frames go: the TCP write queue, or the WebSocket connection's out queue.
-pub(crate) trait FrameSink {
-    /// Queues one encoded frame.
-    fn push_frame(&mut self, f: &EncodedFrame);
-    /// Bytes queued and not yet written.
-    fn queued_bytes(&mut self) -> usize;
-}
-
 impl FrameSink for WriteQueue {
     fn push_frame(&mut self, f: &EncodedFrame) {
         for c in f.chunks() {
@@ -149,24 +85,6 @@ impl FrameSink for WriteQueue {
     fn queued_bytes(&mut self) -> usize {
         self.len
     }
-}
-
-/// Moves the frames that fit from a session to its transport, so they never pile up in the server.
-///
-/// Frames are polled only while the sink holds less than [`WRITE_HIGH_WATER`]; beyond that the
-/// broker's bounded outbound queue fills up and its slow-consumer policy decides. It
-/// then only asks the session to apply that decision ([`StompConnection::refresh`]), which
-/// takes no frame off the queue; the broker wakes the connection when it overflows.
-/// Returns `true` when the broker dropped the session as a slow consumer.
-pub(crate) fn pull(conn: &mut StompConnection, now: Instant, sink: &mut impl FrameSink) -> bool {
-    while sink.queued_bytes() < WRITE_HIGH_WATER {
-        match conn.poll_transmit(now) {
-            Some(f) => sink.push_frame(&f),
-            None => return conn.dropped_as_slow_consumer(),
-        }
-    }
-    conn.refresh();
-    conn.dropped_as_slow_consumer()
 }
 
 /// Serves one STOMP connection over `io` until either side closes it.
@@ -286,21 +204,6 @@ const LINGER: Duration = Duration::from_millis(500);
 /// How much a closing connection reads (and discards) at most.
 const LINGER_MAX_BYTES: usize = 64 * 1024;
 
-pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
-
-pub(crate) async fn sleep_until_opt(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,46 +221,5 @@ mod tests {
         assert_eq!(&q.chunks[0][..], b"efg");
         q.advance(3);
         assert!(q.is_empty());
-    }
-
-    #[test]
-    fn reads_grow_while_they_fill_and_shrink_when_traffic_calms() {
-        let mut s = ReadSizer::default();
-        let mut buf = BytesMut::new();
-        let room = s.before_read(&mut buf);
-        assert_eq!(room, READ_MIN, "an idle connection reserves the minimum");
-        // A stream: every read fills its room, up to the maximum.
-        let mut room = room;
-        for _ in 0..12 {
-            s.after_read(room, room);
-            buf.clear();
-            room = s.before_read(&mut buf);
-        }
-        assert_eq!(room, READ_MAX);
-        assert!(buf.capacity() <= 2 * READ_MAX);
-        // The stream stops: a small read, then the drained buffer is released down to the minimum.
-        s.after_read(40, room);
-        buf.clear();
-        let room = s.before_read(&mut buf);
-        assert_eq!(room, READ_MIN);
-        assert!(buf.capacity() <= 2 * READ_MIN, "{}", buf.capacity());
-        // A buffer holding a partial frame is never dropped.
-        let mut s = ReadSizer::default();
-        let mut buf = BytesMut::with_capacity(1 << 20);
-        buf.extend_from_slice(b"SEND\n");
-        s.after_read(5, 1 << 20);
-        s.before_read(&mut buf);
-        assert_eq!(&buf[..], b"SEND\n");
-    }
-
-    #[test]
-    fn idle_buffers_shrink() {
-        let mut b = BytesMut::with_capacity(1 << 20);
-        shrink_idle(&mut b);
-        assert_eq!(b.capacity(), 0);
-        let mut b = BytesMut::with_capacity(1 << 20);
-        b.extend_from_slice(b"x");
-        shrink_idle(&mut b);
-        assert!(b.capacity() >= 1 << 20);
     }
 }

@@ -32,7 +32,7 @@ use crate::metrics::Transport;
 use crate::origin::origin_allowed;
 use crate::server::{ConnectionSlot, Shared};
 use crate::session::StompConnection;
-use crate::stomp_tcp::{FrameSink, ReadSizer, earliest, pull, shrink_idle, sleep_until_opt};
+use crate::transport::{FrameSink, ReadSizer, earliest, pull, shrink_idle, sleep_until_opt};
 
 /// The STOMP subprotocols, in the server's order of preference.
 pub const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
