@@ -125,6 +125,12 @@ pub trait Backend: Send + Sync + 'static {
     /// the backend offers pending messages to subscriptions that regained credit.
     fn settle(&self, acked: Vec<Delivery>, requeue: Vec<Delivery>);
 
+    /// `subscriber`'s session has drained its outbound queue after a queue offer to it was
+    /// refused for lack of room (`offer` returned `NoCredit` for a subscription that had
+    /// credit): offer its queue the waiting messages again. Called on the session's task; must
+    /// not block on a session.
+    fn resume(&self, subscriber: &Arc<Subscriber>);
+
     /// Current gauges.
     fn stats(&self) -> BackendStats;
 }

@@ -344,6 +344,13 @@ impl Backend for MemoryBackend {
         }
     }
 
+    fn resume(&self, subscriber: &Arc<Subscriber>) {
+        let route = subscriber.route();
+        if route.kind == RouteKind::Queue {
+            self.dispatch_queue(&route.key);
+        }
+    }
+
     fn stats(&self) -> BackendStats {
         let t = read(&self.fanout);
         let mut s = BackendStats {

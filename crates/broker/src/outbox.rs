@@ -198,6 +198,10 @@ pub(crate) struct Outbox {
     policy: SlowConsumerPolicy,
     overflowed: AtomicBool,
     closed: AtomicBool,
+    /// Set when a queue offer was refused for lack of room ([`Outbox::queue_room`]); the
+    /// session clears it once it has drained to the low-water mark and asks the backend to
+    /// resume its queue subscriptions.
+    queue_starved: AtomicBool,
     /// Producers between their `closed` check and the end of their send: `close` waits for
     /// them, so nothing can land in the channel after the session's final drain.
     pushing: AtomicUsize,
@@ -222,6 +226,7 @@ impl Outbox {
             policy,
             overflowed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            queue_starved: AtomicBool::new(false),
             pushing: AtomicUsize::new(0),
             signal: OutboundSignal::new(),
         };
@@ -264,6 +269,40 @@ impl Outbox {
             return Err(OfferError::Full);
         }
         Ok(())
+    }
+
+    /// Whether a queue message of `size` bytes may be queued now: queue traffic stops at half of
+    /// the outbound limits, so a backlog drains at the pace the client reads (the queue keeps
+    /// what does not fit) and leaves the other half for topic messages. Only a client that stops
+    /// reading while topics keep coming meets the slow-consumer policy.
+    pub(crate) fn queue_room(&self, size: usize) -> bool {
+        let frames = self.frames.load(Ordering::SeqCst);
+        let bytes = self.bytes.load(Ordering::SeqCst);
+        frames < self.max_frames / 2 && (bytes == 0 || bytes + size <= self.max_bytes / 2)
+    }
+
+    /// Records that a queue offer was refused by [`queue_room`](Self::queue_room). Returns
+    /// whether there is room after all (the session drained in between): the caller then goes
+    /// ahead, else the session will see the mark when it drains ([`take_starved`](Self::take_starved)).
+    pub(crate) fn mark_starved(&self, size: usize) -> bool {
+        self.queue_starved.store(true, Ordering::SeqCst);
+        // Checked again after the mark: a session that drained before it was set is seen here,
+        // one that drains after it sees the mark.
+        self.queue_room(size)
+    }
+
+    /// Clears and returns the starved mark once the queue is down to a quarter of its limits
+    /// (the low-water mark), so a resumed queue refills in bursts rather than one by one.
+    pub(crate) fn take_starved(&self) -> bool {
+        if !self.queue_starved.load(Ordering::SeqCst) {
+            return false;
+        }
+        let frames = self.frames.load(Ordering::SeqCst);
+        let bytes = self.bytes.load(Ordering::SeqCst);
+        if frames > self.max_frames / 4 || bytes > self.max_bytes / 4 {
+            return false;
+        }
+        self.queue_starved.swap(false, Ordering::SeqCst)
     }
 
     /// Reserves room for a message a subscription holds back (a fan-out subscription at its

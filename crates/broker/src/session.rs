@@ -400,6 +400,7 @@ impl Session {
                 }
                 Some(Outgoing::Delivery(d)) => {
                     self.outbox.taken(&d);
+                    self.resume_if_starved();
                     if let Some(frame) = self.deliver(d) {
                         self.last_sent = now;
                         return Some(frame);
@@ -418,6 +419,7 @@ impl Session {
             match next {
                 Some(d) => {
                     self.outbox.taken(&d);
+                    self.resume_if_starved();
                     if let Some(frame) = self.deliver(d) {
                         self.last_sent = now;
                         return Some(frame);
@@ -1106,6 +1108,19 @@ impl Session {
     // ---- output -------------------------------------------------------------------------
 
     /// Turns a delivery into a MESSAGE frame (or drops it if its subscription is gone).
+    /// Once a session whose queue offers were refused for room has drained to the low-water
+    /// mark, its queues offer it their waiting messages again (flow control: a backlog drains
+    /// at the pace the client reads, never overflowing the outbound queue).
+    fn resume_if_starved(&mut self) {
+        if self.outbox.take_starved() {
+            for st in self.subs.values() {
+                if st.sub.route().kind == RouteKind::Queue {
+                    self.broker.backend.resume(&st.sub);
+                }
+            }
+        }
+    }
+
     fn deliver(&mut self, delivery: Delivery) -> Option<EncodedFrame> {
         let key = delivery.subscriber().key;
         let version = self.version.unwrap_or(Version::V1_2);

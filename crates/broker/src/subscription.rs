@@ -284,8 +284,10 @@ impl Subscriber {
         self.held_len.store(0, Ordering::Release);
     }
 
-    /// Hands `message` to the subscription's session (for a client-ack fan-out subscription at
-    /// its prefetch limit: holds it, charged against the session's outbound limits, until an
+    /// Hands `message` to the subscription's session. A queue message is refused with
+    /// `NoCredit` while the session's outbound queue is half full (the queue keeps it; the
+    /// session asks [`Backend::resume`](crate::Backend::resume) once it has drained). (For a
+    /// client-ack fan-out subscription at its prefetch limit: holds it, charged against the session's outbound limits, until an
     /// ACK/NACK gives credit back; refused with `Full` per the slow-consumer policy when those
     /// limits are reached). `redelivered` adds `redelivered:true` to the
     /// MESSAGE; `tag` is the backend's own token for this delivery (given back in
@@ -310,6 +312,17 @@ impl Subscriber {
                     (n < prefetch).then_some(n + 1)
                 })
                 .map_err(|_| OfferError::NoCredit)?;
+        }
+        if self.route.kind == RouteKind::Queue {
+            let size = message.size_hint();
+            if !self.outbox.queue_room(size) && !self.outbox.mark_starved(size) {
+                // Flow control, not overflow: the queue keeps the message and offers it again
+                // when this session has drained (`Backend::resume`).
+                if counted {
+                    self.release(1);
+                }
+                return Err(OfferError::NoCredit);
+            }
         }
         let delivery = Delivery {
             message: message.clone(),
