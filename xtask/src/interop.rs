@@ -28,11 +28,16 @@ const PYTHON_REQUIREMENTS: &[&str] = &[
     "trustme==1.2.1",
 ];
 /// npm packages of the Node suite. playwright-core drives Debian's Chromium ([`CHROMIUM`]); it
-/// ships no browser and none is ever downloaded.
-const NPM_PACKAGES: &[&str] = &[
+/// ships no browser and none is ever downloaded. sockjs-client is the SockJS client under test
+/// (in Node, and its `dist/sockjs.min.js` in the browser, served by `switchboard` itself through
+/// `[sockjs] client_dir`); sockjs is sockjs-node, the peer echo server of
+/// `cargo xtask load sockjs --compare`.
+pub(crate) const NPM_PACKAGES: &[&str] = &[
     "ws@8.18.3",
     "@stomp/stompjs@7.1.1",
     "playwright-core@1.65.1",
+    "sockjs-client@1.6.1",
+    "sockjs@0.3.24",
 ];
 /// The browser of the Node suite's browser tests: Debian's `chromium` package, installed with
 /// apt when missing (passed to the tests as `CHROMIUM_PATH`).
