@@ -10,6 +10,7 @@
 //! cargo xtask load stomp --compare [--secs S] [--warmup W] [--sizes 128,16384]
 //!                                  [--only switchboard,rabbitmq,activemq] [--markdown]
 //! cargo xtask load idle [--conns N]
+//! cargo xtask load sockjs --compare|--idle [...]   (see load/sockjs.rs)
 //! ```
 //!
 //! `load stomp` without an address starts the release `switchboard` (embedded broker, STOMP on a
@@ -45,6 +46,8 @@
 //! thread-per-connection server gets more slices than a 2-thread runtime), while CPU per
 //! message says how much work the server does for each one.
 
+mod sockjs;
+
 use crate::Result;
 use crate::process::Process;
 use std::fmt::Write as _;
@@ -60,7 +63,10 @@ usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rat
                               [--window K] [--login L] [--passcode P] [--threads T] [HOST:PORT]
        cargo xtask load stomp --compare [--secs S] [--warmup W] [--sizes 128,16384]
                                         [--only switchboard,rabbitmq,activemq] [--markdown]
-       cargo xtask load idle [--conns N]";
+       cargo xtask load idle [--conns N]
+       cargo xtask load sockjs --compare [--secs S] [--warmup W] [--sizes 16,1024]
+                                         [--sessions-list 1,100] [--transports websocket,xhr-streaming]
+       cargo xtask load sockjs --idle [--idle-sessions N]";
 
 /// The servers `--compare` runs, in table order (`switchboard` = the echo_server example).
 const SERVERS: &[&str] = &[
@@ -87,6 +93,7 @@ pub fn run(args: &[String]) -> Result {
             }
         }
         Some((what, rest)) if what == "idle" => idle(rest),
+        Some((what, rest)) if what == "sockjs" => sockjs::run(rest),
         _ => Err(USAGE.into()),
     }
 }

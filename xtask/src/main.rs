@@ -31,11 +31,15 @@ tasks:
   bench [FILTER]             criterion benches against peer crates, then a ratio table
   autobahn [--full] [--server-only|--client-only]
                              Autobahn|Testsuite against echo_server / autobahn_client
-  interop                    real peers: Python websockets, Node ws, stomp.py, @stomp/stompjs
+  interop                    real peers: Python websockets, Node ws, stomp.py, @stomp/stompjs,
+                             sockjs-client (Node and headless Chromium)
   load ws --conns N --size B --secs S URL
                              WebSocket echo load generator (msgs/s, latency percentiles)
   load stomp [--compare] | load idle
                              STOMP broker load (stompload); --compare: vs RabbitMQ and ActiveMQ
+  load sockjs --compare | --idle
+                             SockJS echo vs sockjs-node (websocket, xhr-streaming; msgs/s, p99),
+                             memory per idle SockJS session (sockjsload)
 ";
 
 fn main() {

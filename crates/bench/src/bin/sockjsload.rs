@@ -848,6 +848,7 @@ async fn echo_loop(
 
 async fn run(a: Args) -> Result {
     let seed = run_seed();
+    let cpu_before = own_cpu_seconds().unwrap_or(0.0);
     let opens = (0..a.sessions).map(|i| {
         let endpoint = a.endpoint.clone();
         async move {
@@ -896,7 +897,7 @@ async fn run(a: Args) -> Result {
             Err(e) => total.fail(format!("session task: {e}")),
         }
     }
-    report(&a, &total);
+    report(&a, &total, own_cpu_seconds().map(|c| c - cpu_before));
     if total.msgs == 0 {
         return Err(format!(
             "no round trip completed in the measured window; first error: {}",
@@ -907,10 +908,24 @@ async fn run(a: Args) -> Result {
     Ok(())
 }
 
-fn report(a: &Args, o: &Outcome) {
+/// User + system CPU seconds of this process so far (`/proc/self/stat` fields 14 and 15, in
+/// USER_HZ = 100 ticks per second).
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// `cpu`: this load generator's CPU seconds over the sessions' lifetime. Its share of the run
+/// (`client_cpu_pct`, 100 = one core busy) says whether the client, not the server, was the
+/// limit.
+fn report(a: &Args, o: &Outcome, cpu: Option<f64>) {
     let us = |q: f64| o.hist.value_at_quantile(q) as f64 / 1000.0;
     let max = o.hist.max() as f64 / 1000.0;
     let rate = o.msgs as f64 / a.secs;
+    let cpu_pct = cpu.map_or(-1.0, |c| 100.0 * c / (a.warmup + a.secs));
     println!(
         "sockjsload http://{}{} {}: {} sessions, {} B messages, one in flight per session, \
          warm-up {}s, measured {}s",
@@ -939,13 +954,16 @@ fn report(a: &Args, o: &Outcome) {
         us(0.99),
         us(0.999)
     );
+    if cpu_pct >= 0.0 {
+        println!("  load generator CPU: {cpu_pct:.0}% of one core");
+    }
     if let Some(e) = &o.first_error {
         println!("  first error: {e}");
     }
     println!(
         "RESULT transport={} sessions={} size={} secs={} msgs={} msgs_per_sec={rate:.1} \
          p50_us={:.1} p90_us={:.1} p99_us={:.1} p999_us={:.1} max_us={max:.1} errors={} \
-         all_msgs={} reopened={}",
+         all_msgs={} reopened={} client_cpu_pct={cpu_pct:.0}",
         a.transport.name(),
         a.sessions,
         a.size,
