@@ -1,0 +1,84 @@
+//! The server the SockJS protocol test suite (`sockjs-protocol`) runs against:
+//!
+//! ```text
+//! cargo run -p switchboard-sockjs --example protocol_test_server -- 127.0.0.1:8081
+//! SOCKJS_URL=http://127.0.0.1:8081 ./venv/bin/python sockjs-protocol.py
+//! ```
+//!
+//! Endpoints: `/echo` (response limit 4096 bytes), `/disabled_websocket_echo` (websocket
+//! off), `/cookie_needed_echo` (JSESSIONID cookies), `/close` (every new session is closed
+//! with 3000 "Go away!").
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use switchboard_sockjs::{Config, Connection, SockJs};
+
+fn echo(conn: Connection) {
+    tokio::spawn(async move {
+        while let Some(m) = conn.recv().await {
+            if conn.send(m).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn endpoints() -> Vec<SockJs> {
+    let base = Config::default().response_limit(4096);
+    vec![
+        SockJs::new(base.clone().prefix("/echo"), echo),
+        SockJs::new(
+            base.clone()
+                .prefix("/disabled_websocket_echo")
+                .websocket(false),
+            echo,
+        ),
+        SockJs::new(
+            base.clone()
+                .prefix("/cookie_needed_echo")
+                .cookie_needed(true),
+            echo,
+        ),
+        SockJs::new(base.prefix("/close"), |conn| conn.close(3000, "Go away!")),
+    ]
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8081".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!(
+        "SockJS protocol test server on http://{}",
+        listener.local_addr()?
+    );
+    let endpoints = Arc::new(endpoints());
+    loop {
+        let (tcp, peer) = listener.accept().await?;
+        let endpoints = endpoints.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let endpoints = endpoints.clone();
+                async move {
+                    let path = req.uri().path().to_owned();
+                    Ok::<_, Infallible>(match endpoints.iter().find(|e| e.matches(&path)) {
+                        Some(e) => e.handle(req, Some(peer)).await,
+                        None => {
+                            let mut r = http::Response::new(switchboard_sockjs::Body::default());
+                            *r.status_mut() = http::StatusCode::NOT_FOUND;
+                            r
+                        }
+                    })
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
