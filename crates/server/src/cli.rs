@@ -6,18 +6,20 @@ use clap::Parser;
 
 use crate::config::{Config, ConfigError, Listen, TlsFiles};
 
-/// `switchboard`: a STOMP broker over TCP and WebSocket.
+/// `switchboard`: a STOMP broker over TCP, WebSocket and SockJS.
 ///
-/// With no flags and no config file it serves HTTP (`/healthz`, `/metrics`, WebSocket `/chat`)
-/// on 127.0.0.1:8080 and STOMP over TCP on 127.0.0.1:61613. Logging follows `RUST_LOG`
-/// (default `info`), e.g. `RUST_LOG=switchboard_server=debug`.
+/// With no flags and no config file it serves HTTP (the demo chat page at `/`, `/healthz`,
+/// `/metrics`, STOMP over WebSocket at `/chat` and over SockJS under it) on 127.0.0.1:8080 and
+/// STOMP over TCP on 127.0.0.1:61613. Logging follows `RUST_LOG` (default `info`), e.g.
+/// `RUST_LOG=switchboard_server=debug`.
 #[derive(Debug, Parser)]
 #[command(
     name = "switchboard",
     version,
     about,
     long_about = None,
-    after_help = "With no flags: HTTP (/healthz, /metrics, WebSocket /chat) on 127.0.0.1:8080 and \
+    after_help = "With no flags: HTTP (chat page /, /healthz, /metrics, WebSocket /chat, SockJS \
+                  /chat/...) on 127.0.0.1:8080 and \
                   STOMP on 127.0.0.1:61613.\nLogging follows RUST_LOG (default `info`), e.g. \
                   RUST_LOG=switchboard_server=debug."
 )]
@@ -40,6 +42,13 @@ pub struct Cli {
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A node_modules directory with sockjs-client and @stomp/stompjs: served as
+    /// /lib/sockjs.min.js and /lib/stomp.umd.min.js (else the demo page uses the public CDN).
+    #[arg(long, value_name = "DIR")]
+    pub client_dir: Option<PathBuf>,
+    /// Turn off the reference chat app (the /app/chat handler and the demo page at /).
+    #[arg(long)]
+    pub no_chat: bool,
 }
 
 impl Cli {
@@ -61,6 +70,12 @@ impl Cli {
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             config.tls = Some(TlsFiles { cert, key });
         }
+        if let Some(dir) = self.client_dir {
+            config.sockjs.client_dir = Some(dir);
+        }
+        if self.no_chat {
+            config.chat.enabled = false;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -77,6 +92,22 @@ mod tests {
         let c = cli.into_config().unwrap();
         assert_eq!(c.listeners.http, Listen::Off);
         assert_eq!(c.listeners.stomp.to_string(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn chat_and_client_dir_flags() {
+        let c = Cli::try_parse_from(["switchboard"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert!(c.chat.enabled);
+        assert_eq!(c.sockjs.client_dir, None);
+        let c = Cli::try_parse_from(["switchboard", "--no-chat", "--client-dir", "nm"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert!(!c.chat.enabled);
+        assert_eq!(c.sockjs.client_dir, Some(PathBuf::from("nm")));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Server configuration: a TOML file (every field optional) overlaid by command-line flags.
 //!
-//! Everything has a default, so `Config::default()` is a working server: HTTP (health, metrics and
-//! the `/chat` WebSocket endpoint) on `127.0.0.1:8080` and STOMP over TCP on `127.0.0.1:61613`.
+//! Everything has a default, so `Config::default()` is a working server: HTTP (the demo chat page
+//! at `/`, health, metrics, and the `/chat` endpoint: STOMP over WebSocket at `/chat` itself and
+//! STOMP over SockJS under it) on `127.0.0.1:8080` and STOMP over TCP on `127.0.0.1:61613`.
 //!
 //! ```toml
 //! [listeners]
@@ -17,6 +18,25 @@
 //! paths = ["/chat"]              # several endpoints allowed
 //! allowed_origins = []           # empty: same origin and loopback; "*" allows any origin
 //! permessage_deflate = false     # accept RFC 7692 compression when offered
+//!
+//! [sockjs]                       # SockJS under every [websocket] path (e.g. /chat/info)
+//! enabled = true
+//! heartbeat_ms = 25000           # SockJS `h` frame after this long with nothing sent (STOMP
+//!                                # heart-beats, when negotiated, are sent first and replace it)
+//! disconnect_delay_ms = 5000     # a session nobody polls for this long is closed
+//! response_limit = 131072        # streaming responses end after this many bytes
+//! cookie_needed = false          # /info's cookie_needed, and JSESSIONID cookies
+//! disabled_transports = []       # websocket, xhr, xhr_streaming, eventsource, htmlfile, jsonp
+//! # max_queued_bytes = ...       # per session, for a client that does not poll; default
+//!                                # 2 x limits.max_frame_size + 256 KiB; at least
+//!                                # limits.max_frame_size + 128 KiB
+//! # client_url = "..."           # SockJS client library for the iframe page; default: the
+//!                                # local copy (/lib/sockjs.min.js) with client_dir, else the CDN
+//! # client_dir = "node_modules"  # serves /lib/sockjs.min.js and /lib/stomp.umd.min.js from
+//!                                # sockjs-client and @stomp/stompjs installed there
+//!
+//! [chat]                         # the reference chat app: /app/chat handler and the page at /
+//! enabled = true
 //!
 //! [[app_destinations]]           # default: /app/X is published to /topic/X
 //! prefix = "/app/"
@@ -111,6 +131,10 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// WebSocket endpoints and the origin policy.
     pub websocket: WebSocket,
+    /// SockJS under every WebSocket path.
+    pub sockjs: SockJs,
+    /// The reference chat application (`/app/chat` and the demo page at `/`).
+    pub chat: Chat,
     /// Application-destination prefixes and where the server publishes what is sent to them.
     pub app_destinations: Vec<AppDestination>,
     /// Resource limits.
@@ -125,6 +149,8 @@ impl Default for Config {
             listeners: Listeners::default(),
             tls: None,
             websocket: WebSocket::default(),
+            sockjs: SockJs::default(),
+            chat: Chat::default(),
             app_destinations: vec![AppDestination {
                 prefix: "/app/".into(),
                 target: "/topic/".into(),
@@ -192,6 +218,122 @@ impl Default for WebSocket {
             allowed_origins: Vec::new(),
             permessage_deflate: false,
         }
+    }
+}
+
+/// The SockJS transport names `disabled_transports` accepts.
+pub const SOCKJS_TRANSPORTS: [&str; 6] = [
+    "websocket",
+    "xhr",
+    "xhr_streaming",
+    "eventsource",
+    "htmlfile",
+    "jsonp",
+];
+
+/// SockJS endpoint settings (`[sockjs]`). Every `[websocket] paths` entry, say `/chat`, serves
+/// SockJS under it (`/chat/info`, `/chat/<server>/<session>/xhr_streaming`, ...), while an
+/// `Upgrade: websocket` request to `/chat` itself stays plain STOMP over WebSocket.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SockJs {
+    /// Serve SockJS at all. Default true.
+    pub enabled: bool,
+    /// A SockJS heartbeat frame (`h`) is sent after this long with nothing else sent. STOMP
+    /// heart-beats, when the client negotiates them, go out as SockJS messages more often and
+    /// so keep the `h` frames from ever being needed. Default 25 000.
+    pub heartbeat_ms: u64,
+    /// A session with no receiving request for this long is closed. Default 5000.
+    pub disconnect_delay_ms: u64,
+    /// Streaming responses (xhr_streaming, eventsource, htmlfile) end after this many body bytes
+    /// and the client opens a new one. Default 131 072.
+    pub response_limit: usize,
+    /// What `/info` says in `cookie_needed` (and `JSESSIONID` cookies are set). Default false.
+    pub cookie_needed: bool,
+    /// Transports switched off, by name: `websocket`, `xhr`, `xhr_streaming`, `eventsource`,
+    /// `htmlfile`, `jsonp` (an unknown name is an error at start). Default none.
+    pub disabled_transports: Vec<String>,
+    /// Outbound bytes one session may queue for a client that is not receiving; past it the
+    /// session is closed. Default (unset): 2 × `limits.max_frame_size` + 256 KiB. The server
+    /// itself puts at most 64 KiB plus one frame in a session's queue before waiting for the
+    /// client (the rest waits in the broker, under its slow-consumer policy), so this must be at
+    /// least `limits.max_frame_size` + 128 KiB.
+    pub max_queued_bytes: Option<usize>,
+    /// The SockJS client library the iframe page (`<path>/iframe.html`) loads. Default: the
+    /// local copy `/lib/sockjs.min.js` when `client_dir` is set, else the public CDN URL.
+    pub client_url: Option<String>,
+    /// A `node_modules` directory holding `sockjs-client` and `@stomp/stompjs`: the server then
+    /// serves `/lib/sockjs.min.js` and `/lib/stomp.umd.min.js` from it (and the demo page uses
+    /// them); otherwise the page loads both from the public CDN. Default unset.
+    pub client_dir: Option<PathBuf>,
+}
+
+impl Default for SockJs {
+    fn default() -> SockJs {
+        SockJs {
+            enabled: true,
+            heartbeat_ms: 25_000,
+            disconnect_delay_ms: 5_000,
+            response_limit: 128 * 1024,
+            cookie_needed: false,
+            disabled_transports: Vec::new(),
+            max_queued_bytes: None,
+            client_url: None,
+            client_dir: None,
+        }
+    }
+}
+
+/// The public CDN URL of the SockJS client (used when no `client_dir` is configured).
+pub const SOCKJS_CDN_URL: &str = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
+/// The public CDN URL of the STOMP client (used when no `client_dir` is configured).
+pub const STOMPJS_CDN_URL: &str =
+    "https://cdn.jsdelivr.net/npm/@stomp/stompjs@7/bundles/stomp.umd.min.js";
+
+impl SockJs {
+    /// The per-session queue limit in effect (see [`SockJs::max_queued_bytes`]).
+    pub fn queued_bytes_limit(&self, limits: &Limits) -> usize {
+        self.max_queued_bytes.unwrap_or_else(|| {
+            limits
+                .max_frame_size
+                .saturating_mul(2)
+                .saturating_add(256 * 1024)
+        })
+    }
+
+    /// The SockJS client URL in effect (see [`SockJs::client_url`]).
+    pub fn effective_client_url(&self) -> String {
+        match (&self.client_url, &self.client_dir) {
+            (Some(url), _) => url.clone(),
+            (None, Some(_)) => "/lib/sockjs.min.js".into(),
+            (None, None) => SOCKJS_CDN_URL.into(),
+        }
+    }
+
+    /// The STOMP client URL the demo page loads: the local copy with `client_dir`, else the CDN.
+    pub fn stompjs_url(&self) -> String {
+        match &self.client_dir {
+            Some(_) => "/lib/stomp.umd.min.js".into(),
+            None => STOMPJS_CDN_URL.into(),
+        }
+    }
+}
+
+/// The reference chat application (`[chat]`): a handler for `/app/chat` that stamps JSON
+/// messages `{"from", "text"}` with the time and publishes them to `/topic/messages`, and the
+/// demo page at `/`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Chat {
+    /// Serve the chat app. Default true.
+    pub enabled: bool,
+}
+
+impl Default for Chat {
+    fn default() -> Chat {
+        Chat { enabled: true }
     }
 }
 
@@ -345,6 +487,33 @@ impl Config {
                 )));
             }
         }
+        for t in &self.sockjs.disabled_transports {
+            if !SOCKJS_TRANSPORTS.contains(&t.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "sockjs.disabled_transports: unknown transport `{t}` (known: {})",
+                    SOCKJS_TRANSPORTS.join(", ")
+                )));
+            }
+        }
+        let floor = self.limits.max_frame_size.saturating_add(128 * 1024);
+        if let Some(q) = self.sockjs.max_queued_bytes
+            && q < floor
+        {
+            return Err(ConfigError::Invalid(format!(
+                "sockjs.max_queued_bytes = {q} is below limits.max_frame_size + 128 KiB ({floor}): \
+                 one large frame would close a session whose client is polling"
+            )));
+        }
+        if self.sockjs.heartbeat_ms == 0 || self.sockjs.disconnect_delay_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "sockjs.heartbeat_ms and sockjs.disconnect_delay_ms must be > 0".into(),
+            ));
+        }
+        if self.sockjs.response_limit == 0 {
+            return Err(ConfigError::Invalid(
+                "sockjs.response_limit must be > 0".into(),
+            ));
+        }
         for m in &self.app_destinations {
             if m.prefix.is_empty() || !m.prefix.starts_with('/') {
                 return Err(ConfigError::Invalid(format!(
@@ -434,6 +603,68 @@ mod tests {
     fn unknown_keys_and_bad_addresses_are_rejected() {
         assert!(Config::from_toml("[listeners]\nhtp = \"off\"").is_err());
         assert!(Config::from_toml("[listeners]\nhttp = \"nowhere\"").is_err());
+    }
+
+    #[test]
+    fn sockjs_and_chat_sections() {
+        let c = Config::from_toml("").unwrap();
+        assert!(c.sockjs.enabled);
+        assert_eq!(c.sockjs.heartbeat_ms, 25_000);
+        assert_eq!(c.sockjs.disconnect_delay_ms, 5_000);
+        assert_eq!(c.sockjs.response_limit, 131_072);
+        assert!(!c.sockjs.cookie_needed);
+        assert!(c.sockjs.disabled_transports.is_empty());
+        assert_eq!(
+            c.sockjs.queued_bytes_limit(&c.limits),
+            2 * (1 << 20) + 256 * 1024
+        );
+        assert_eq!(c.sockjs.effective_client_url(), SOCKJS_CDN_URL);
+        assert_eq!(c.sockjs.stompjs_url(), STOMPJS_CDN_URL);
+        assert!(c.chat.enabled);
+
+        let c = Config::from_toml(
+            r#"
+            [sockjs]
+            enabled = false
+            heartbeat_ms = 1000
+            disconnect_delay_ms = 2000
+            response_limit = 4096
+            cookie_needed = true
+            disabled_transports = ["jsonp", "htmlfile"]
+            max_queued_bytes = 4194304
+            client_dir = "/opt/node_modules"
+            [chat]
+            enabled = false
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(!c.sockjs.enabled);
+        assert_eq!(c.sockjs.heartbeat_ms, 1000);
+        assert_eq!(c.sockjs.disconnect_delay_ms, 2000);
+        assert_eq!(c.sockjs.response_limit, 4096);
+        assert!(c.sockjs.cookie_needed);
+        assert_eq!(c.sockjs.disabled_transports, ["jsonp", "htmlfile"]);
+        assert_eq!(c.sockjs.queued_bytes_limit(&c.limits), 4 << 20);
+        assert_eq!(c.sockjs.effective_client_url(), "/lib/sockjs.min.js");
+        assert_eq!(c.sockjs.stompjs_url(), "/lib/stomp.umd.min.js");
+        assert!(!c.chat.enabled);
+
+        let c = Config::from_toml("[sockjs]\nclient_url = \"https://x.example/s.js\"").unwrap();
+        assert_eq!(c.sockjs.effective_client_url(), "https://x.example/s.js");
+    }
+
+    #[test]
+    fn bad_sockjs_settings_are_refused() {
+        let c = Config::from_toml("[sockjs]\ndisabled_transports = [\"xhr_polling\"]").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("unknown transport `xhr_polling`"), "{e}");
+        let c = Config::from_toml("[sockjs]\nmax_queued_bytes = 1000").unwrap();
+        assert!(c.validate().is_err());
+        let c = Config::from_toml("[sockjs]\nheartbeat_ms = 0").unwrap();
+        assert!(c.validate().is_err());
+        assert!(Config::from_toml("[sockjs]\nenable = true").is_err());
+        assert!(Config::from_toml("[chat]\nenabled = \"yes\"").is_err());
     }
 
     #[test]

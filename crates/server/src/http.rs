@@ -1,4 +1,11 @@
-//! The HTTP listener: `/healthz`, `/metrics`, and the STOMP-over-WebSocket endpoints.
+//! The HTTP listener: the demo page, `/healthz`, `/metrics`, and the STOMP endpoints.
+//!
+//! Routing of an endpoint path such as `/chat`: a request to exactly `/chat` with an
+//! `Upgrade: websocket` header is STOMP over WebSocket ([`crate::websocket`]); every other
+//! request to `/chat` or below it (`GET /chat` → `Welcome to SockJS!`, `/chat/info`,
+//! `/chat/<server>/<session>/xhr_streaming`, the raw `/chat/websocket`, ...) goes to the
+//! endpoint's SockJS service ([`crate::sockjs`]). With `[sockjs] enabled = false` only the
+//! exact path answers, as a WebSocket endpoint.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -7,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -18,14 +25,19 @@ use tracing::debug;
 
 use crate::server::{ConnectionSlot, Shared};
 
-/// The response body type of every HTTP answer.
-pub(crate) type Body = Full<Bytes>;
+/// The response body type of every HTTP answer: fixed bodies and SockJS streams alike.
+pub(crate) type Body = switchboard_sockjs::Body;
+
+/// A fixed response body.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
 
 /// The connection slot, handed from the HTTP connection to the WebSocket task on upgrade.
 pub(crate) type SlotCell = Arc<Mutex<Option<ConnectionSlot>>>;
 
 pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -67,7 +79,7 @@ where
     let service = service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
         let cell = svc_cell.clone();
-        async move { Ok::<_, Infallible>(route(req, peer, shared, cell)) }
+        async move { Ok::<_, Infallible>(route(req, peer, shared, cell).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -91,7 +103,17 @@ where
     drop(cell);
 }
 
-fn route(
+/// Whether the request asks for a WebSocket (`Upgrade: websocket`, any case, any position).
+fn wants_websocket(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+}
+
+async fn route(
     req: Request<Incoming>,
     peer: SocketAddr,
     shared: Arc<Shared>,
@@ -99,10 +121,27 @@ fn route(
 ) -> Response<Body> {
     shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     let path = req.uri().path();
-    if shared.config.websocket.paths.iter().any(|p| p == path) {
+    let ws_path = shared.config.websocket.paths.iter().any(|p| p == path);
+    if ws_path && (wants_websocket(&req) || shared.sockjs.is_empty()) {
         return crate::websocket::upgrade(req, peer, shared, cell);
     }
+    if let Some(endpoint) = shared.sockjs.iter().find(|e| e.matches(path)) {
+        let endpoint = endpoint.clone();
+        return endpoint.handle(req, Some(peer)).await;
+    }
+    if let Some(name) = path.strip_prefix("/lib/") {
+        return match req.method() {
+            &Method::GET | &Method::HEAD => {
+                crate::demo_page::client_library(&shared.config, name).await
+            }
+            _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        };
+    }
     match (req.method(), path) {
+        (&Method::GET | &Method::HEAD, "/" | "/index.html") => match &shared.page {
+            Some(page) => crate::demo_page::response(page.clone()),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
         (&Method::GET | &Method::HEAD, "/healthz") => {
             if shared.shutdown_signal().is_down() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
@@ -112,7 +151,7 @@ fn route(
         }
         (&Method::GET, "/metrics") => {
             let body = crate::render_metrics(&shared);
-            let mut r = Response::new(Full::new(Bytes::from(body)));
+            let mut r = Response::new(full(body));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

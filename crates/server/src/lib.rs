@@ -1,11 +1,27 @@
 //! switchboard-server: the `switchboard` binary as a library — configuration, listeners, and the
-//! composition of `switchboard-ws`, `switchboard-stomp` and `switchboard-broker`.
+//! composition of `switchboard-ws`, `switchboard-stomp`, `switchboard-sockjs` and
+//! `switchboard-broker`.
 //!
 //! One [`Server`] serves:
 //! - STOMP over TCP (default `127.0.0.1:61613`) and, with a certificate, over TLS on its own port;
-//! - HTTP (default `127.0.0.1:8080`): `/healthz`, Prometheus `/metrics`, and STOMP over
-//!   WebSocket on the configured paths (default `/chat`), subprotocols `v12.stomp`, `v11.stomp`,
-//!   `v10.stomp` (no subprotocol: STOMP 1.2 rules); https/wss when TLS is configured.
+//! - HTTP (default `127.0.0.1:8080`): `/healthz`, Prometheus `/metrics`, the demo chat page at
+//!   `/`, and on every configured endpoint path (default `/chat`):
+//!   - STOMP over WebSocket at the path itself (a request with `Upgrade: websocket`),
+//!     subprotocols `v12.stomp`, `v11.stomp`, `v10.stomp` (no subprotocol: STOMP 1.2 rules);
+//!   - STOMP over SockJS under it (`/chat/info`, `/chat/<server>/<session>/<transport>`, and the
+//!     raw `/chat/websocket`), every SockJS transport; one STOMP frame per SockJS message;
+//!
+//!   https/wss when TLS is configured.
+//! - The reference chat app ([`chat`], on by default): `/app/chat` stamps JSON chat messages with
+//!   the time and publishes them to `/topic/messages`.
+//!
+//! STOMP runs the same way over every transport: inbound bytes go to one STOMP parser per
+//! session, frames are taken off the broker only while the transport is below its high-water
+//! mark, heart-beats and the connect timeout are the broker session's, and shutdown sends an
+//! ERROR before closing (WebSocket close 1001, SockJS `c[1001,"Server shutting down"]`). SockJS
+//! carries text only: a frame whose body is not UTF-8 ends a SockJS session with an ERROR. The
+//! SockJS `h` heartbeat is sent only after `[sockjs] heartbeat_ms` with nothing else sent, so
+//! negotiated STOMP heart-beats (sent as SockJS messages) take its place.
 //!
 //! Every connection gets a task; protocol logic lives in the sans-IO crates it composes.
 //!
@@ -50,13 +66,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chat;
 pub mod cli;
 pub mod config;
+mod demo_page;
 mod http;
 pub mod metrics;
 pub mod origin;
 mod server;
 mod session;
+mod sockjs;
 mod stomp_tcp;
 pub mod tls;
 mod transport;
@@ -73,8 +92,101 @@ pub use websocket::SUBPROTOCOLS;
 pub(crate) fn render_metrics(shared: &server::Shared) -> String {
     let mut out = String::with_capacity(4096);
     shared.metrics.render(&mut out);
+    let sockjs: Vec<(&str, switchboard_sockjs::Metrics)> = shared
+        .sockjs
+        .iter()
+        .map(|e| (e.config().prefix.as_str(), e.metrics()))
+        .collect();
+    render_sockjs_metrics(&sockjs, &mut out);
     render_broker_metrics(&shared.broker.metrics(), &mut out);
     out
+}
+
+/// The SockJS transports, in the order `/metrics` lists them.
+const SOCKJS_TRANSPORTS: [switchboard_sockjs::Transport; 7] = {
+    use switchboard_sockjs::Transport as T;
+    [
+        T::WebSocket,
+        T::RawWebSocket,
+        T::XhrPolling,
+        T::XhrStreaming,
+        T::EventSource,
+        T::HtmlFile,
+        T::JsonpPolling,
+    ]
+};
+
+/// SockJS sessions by endpoint and transport (every known transport listed, zeros included).
+fn render_sockjs_metrics(endpoints: &[(&str, switchboard_sockjs::Metrics)], out: &mut String) {
+    use metrics::family;
+    if endpoints.is_empty() {
+        return;
+    }
+    let by_transport = [
+        (
+            "switchboard_sockjs_sessions_open",
+            "gauge",
+            "SockJS sessions open now, by endpoint and the transport that opened them.",
+            (|m: &switchboard_sockjs::Metrics| &m.open)
+                as fn(&switchboard_sockjs::Metrics) -> &Vec<_>,
+        ),
+        (
+            "switchboard_sockjs_sessions_opened_total",
+            "counter",
+            "SockJS sessions ever opened, by endpoint and transport.",
+            |m: &switchboard_sockjs::Metrics| &m.opened_total,
+        ),
+    ];
+    for (name, kind, help, pick) in by_transport {
+        family(out, name, kind, help);
+        for (endpoint, m) in endpoints {
+            let endpoint = label_value(endpoint);
+            let values = pick(m);
+            let extra = values
+                .iter()
+                .filter(|(t, _)| !SOCKJS_TRANSPORTS.contains(t))
+                .map(|(t, _)| *t);
+            for t in SOCKJS_TRANSPORTS.into_iter().chain(extra) {
+                let v = values.iter().find(|(x, _)| *x == t).map_or(0, |(_, v)| *v);
+                let _ = writeln!(
+                    out,
+                    "{name}{{endpoint=\"{endpoint}\",transport=\"{}\"}} {v}",
+                    t.label()
+                );
+            }
+        }
+    }
+    let counters = [
+        (
+            "switchboard_sockjs_closed_queue_full_total",
+            "SockJS sessions closed because their outbound queue passed max_queued_bytes.",
+            (|m: &switchboard_sockjs::Metrics| m.closed_queue_full)
+                as fn(&switchboard_sockjs::Metrics) -> u64,
+        ),
+        (
+            "switchboard_sockjs_timed_out_total",
+            "SockJS sessions closed after the disconnect delay without a receiving request.",
+            |m: &switchboard_sockjs::Metrics| m.timed_out,
+        ),
+    ];
+    for (name, help, pick) in counters {
+        family(out, name, "counter", help);
+        for (endpoint, m) in endpoints {
+            let _ = writeln!(
+                out,
+                "{name}{{endpoint=\"{}\"}} {}",
+                label_value(endpoint),
+                pick(m)
+            );
+        }
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn render_broker_metrics(m: &switchboard_broker::MetricsSnapshot, out: &mut String) {

@@ -12,8 +12,12 @@ pub enum Transport {
     Tls,
     /// STOMP over WebSocket (ws or wss).
     WebSocket,
-    /// An HTTP connection not (yet) upgraded to a WebSocket.
+    /// An HTTP connection not (yet) upgraded to a WebSocket (SockJS requests included).
     Http,
+    /// A STOMP session over SockJS, whatever the SockJS transport (its HTTP requests or
+    /// WebSocket are counted apart: `http` while they are requests; a SockJS WebSocket is
+    /// counted only as this session).
+    SockJs,
 }
 
 impl Transport {
@@ -24,13 +28,15 @@ impl Transport {
             Transport::Tls => "tls",
             Transport::WebSocket => "websocket",
             Transport::Http => "http",
+            Transport::SockJs => "sockjs",
         }
     }
-    const ALL: [Transport; 4] = [
+    const ALL: [Transport; 5] = [
         Transport::Tcp,
         Transport::Tls,
         Transport::WebSocket,
         Transport::Http,
+        Transport::SockJs,
     ];
     fn index(self) -> usize {
         self as usize
@@ -40,8 +46,8 @@ impl Transport {
 /// Counters kept by the server (the broker keeps its own; both appear on `/metrics`).
 #[derive(Debug, Default)]
 pub struct ServerMetrics {
-    accepted: [AtomicU64; 4],
-    open: [AtomicU64; 4],
+    accepted: [AtomicU64; 5],
+    open: [AtomicU64; 5],
     /// Connections refused because `limits.max_connections` was reached.
     pub refused_over_limit: AtomicU64,
     /// WebSocket upgrades refused because of their `Origin`.

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use switchboard_broker::Broker;
+use switchboard_sockjs::SockJs;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
@@ -57,8 +59,9 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
-    /// Stops accepting, closes WebSockets with 1001 and STOMP sessions with an ERROR after
-    /// flushing what is queued (bounded by `limits.shutdown_grace_ms`). Idempotent.
+    /// Stops accepting, closes WebSockets with 1001, SockJS sessions with `c[1001,...]` and
+    /// STOMP sessions with an ERROR after flushing what is queued (bounded by
+    /// `limits.shutdown_grace_ms`). Idempotent.
     pub fn shutdown(&self) {
         self.tx.send_replace(true);
     }
@@ -124,13 +127,34 @@ impl Drop for ConnectionSlot {
 }
 
 /// State shared by every task of one server.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) metrics: ServerMetrics,
     pub(crate) connections: Connections,
     pub(crate) broker: Broker,
+    /// The SockJS endpoints, one per WebSocket path (none when SockJS is off).
+    pub(crate) sockjs: Vec<SockJs>,
+    /// The rendered demo page (when the chat app is on).
+    pub(crate) page: Option<Bytes>,
     shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("metrics", &self.metrics)
+            .field("connections", &self.connections)
+            .field(
+                "sockjs",
+                &self
+                    .sockjs
+                    .iter()
+                    .map(|e| e.config().prefix.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -304,7 +328,10 @@ impl Server {
         addrs.stomp = stomp.as_ref().and_then(|l| l.local_addr().ok());
         addrs.stomp_tls = stomp_tls.as_ref().and_then(|l| l.local_addr().ok());
         let (tx, rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
+        let page = crate::demo_page::render(&config);
+        let shared = Arc::new_cyclic(|weak| Shared {
+            sockjs: crate::sockjs::endpoints(&config, weak),
+            page,
             config,
             metrics: ServerMetrics::default(),
             connections: Connections::default(),
@@ -355,7 +382,13 @@ impl Server {
         } = self;
         let tls_note = if http_tls.is_some() { " (TLS)" } else { "" };
         if let Some(a) = addrs.http {
-            info!(addr = %a, paths = ?shared.config.websocket.paths, "HTTP/WebSocket listener{tls_note}");
+            info!(
+                addr = %a,
+                paths = ?shared.config.websocket.paths,
+                sockjs = !shared.sockjs.is_empty(),
+                chat_page = shared.page.is_some(),
+                "HTTP/WebSocket/SockJS listener{tls_note}"
+            );
         }
         if let Some(a) = addrs.stomp {
             info!(addr = %a, "STOMP listener");
@@ -383,14 +416,28 @@ impl Server {
         );
         // Accept loops watch the same signal; wait for them so the listeners are closed.
         while loops.join_next().await.is_some() {}
-        let deadline = shared.config.limits.shutdown_grace() + Duration::from_secs(1);
+        let grace = shared.config.limits.shutdown_grace();
+        let deadline = grace + Duration::from_secs(1);
         let drained = tokio::time::timeout(deadline, async {
+            // SockJS sessions close themselves after their ERROR; past the grace period, the
+            // ones left (and their streaming responses) are closed at once.
+            let backstop = tokio::time::sleep(grace);
+            tokio::pin!(backstop);
+            let mut backstop_done = false;
             loop {
                 let idle = shared.connections.idle.notified();
                 if shared.open_connections() == 0 {
                     break;
                 }
-                idle.await;
+                tokio::select! {
+                    _ = idle => {}
+                    _ = &mut backstop, if !backstop_done => {
+                        backstop_done = true;
+                        for endpoint in &shared.sockjs {
+                            endpoint.close_all(1001, "Server shutting down");
+                        }
+                    }
+                }
             }
         })
         .await;

@@ -18,10 +18,14 @@ use crate::config::Config;
 use crate::metrics::Transport;
 
 /// A broker builder configured from the server configuration (limits, heart-beats, app prefix
-/// mappings, static users); add application handlers and `build()` it, then hand the broker to
-/// [`Server::bind_with_broker`](crate::Server::bind_with_broker).
+/// mappings, static users, and the reference chat app's `/app/chat` handler unless
+/// `[chat] enabled = false`); add application handlers and `build()` it, then hand the broker
+/// to [`Server::bind_with_broker`](crate::Server::bind_with_broker).
 pub fn broker_builder(config: &Config) -> BrokerBuilder {
-    let builder = Broker::builder(broker_config(config));
+    let mut builder = Broker::builder(broker_config(config));
+    if config.chat.enabled {
+        builder = crate::chat::register(builder, config);
+    }
     if config.users.is_empty() {
         builder
     } else {
@@ -196,6 +200,13 @@ impl StompConnection {
     /// Whether the broker dropped this session because its outbound queue overflowed.
     pub(crate) fn dropped_as_slow_consumer(&self) -> bool {
         self.session.close_reason() == Some(CloseReason::Error(ErrorKind::SlowConsumer))
+    }
+
+    /// Ends the session with ERROR `message` (and `detail` as body) after what is already
+    /// queued, as for unparsable input: for what the transport cannot carry.
+    pub(crate) fn fail(&mut self, message: &str, detail: &str) {
+        self.session.protocol_error(message, detail);
+        self.input_closed = true;
     }
 
     /// Records liveness (a WebSocket ping, for example) without frame bytes.

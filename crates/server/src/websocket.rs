@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::http::{Body, SlotCell, text};
+use crate::http::{Body, SlotCell, full, text};
 use crate::metrics::Transport;
 use crate::origin::origin_allowed;
 use crate::server::{ConnectionSlot, Shared};
@@ -76,7 +76,7 @@ pub(crate) fn upgrade(
                 .fetch_add(1, Ordering::Relaxed);
             debug!(%peer, error = %e, "bad WebSocket upgrade request");
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            let mut r = Response::new(Body::new(Bytes::from(format!("{e}\n"))));
+            let mut r = Response::new(full(format!("{e}\n")));
             *r.status_mut() = status;
             if status == StatusCode::UPGRADE_REQUIRED {
                 r.headers_mut().insert(
