@@ -75,7 +75,7 @@ impl fmt::Display for BackendError {
 
 impl std::error::Error for BackendError {}
 
-/// Gauges a backend reports for metrics.
+/// Gauges (and lifecycle counters) a backend reports for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BackendStats {
     /// Queues that exist.
@@ -84,6 +84,17 @@ pub struct BackendStats {
     pub pending: usize,
     /// Subscriptions registered.
     pub subscriptions: usize,
+    /// Messages that expired before delivery (counter): dead-lettered or discarded.
+    pub expired: u64,
+    /// Messages moved to a dead-letter queue (counter), for any reason.
+    pub dead_lettered: u64,
+    /// Messages dropped as the oldest of a full `drop-oldest` queue (counter): dead-lettered or
+    /// discarded.
+    pub overflowed: u64,
+    /// Messages gone without delivery and without a dead-letter queue to take them (counter):
+    /// no dead-letter destination configured, a dead letter expiring or overflowing again, or
+    /// a full dead-letter queue. Never silently: every one is counted here.
+    pub discarded: u64,
 }
 
 /// Destinations, routing, queues, fan-out and redelivery. Shared by every session (`Arc`);

@@ -84,9 +84,9 @@ impl BrokerBuilder {
     pub fn build(self) -> Broker {
         let mut handlers = self.handlers;
         handlers.sort_by_key(|h| std::cmp::Reverse(h.0.len()));
-        let backend = self.backend.unwrap_or_else(|| {
-            Arc::new(MemoryBackend::new(self.config.limits.max_pending_per_queue))
-        });
+        let backend = self
+            .backend
+            .unwrap_or_else(|| Arc::new(MemoryBackend::with_config(&self.config)));
         Broker {
             inner: Arc::new(BrokerInner {
                 config: self.config,

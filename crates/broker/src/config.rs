@@ -1,8 +1,13 @@
 //! Broker configuration: prefixes, heart-beats, limits and policies, all with documented defaults.
 
-use std::time::Duration;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use switchboard_stomp::Version;
+
+use crate::destination::Pattern;
 
 /// Everything the broker and its sessions are configured with.
 ///
@@ -31,6 +36,16 @@ pub struct BrokerConfig {
     /// Prefix of generated `message-id`s (they are `<prefix><counter>`). Default `m-`.
     /// A clustered backend gives each node a distinct prefix.
     pub message_id_prefix: String,
+    /// Per-queue policies (length limit, overflow, redeliveries, dead letters, TTL), matched
+    /// against the queue's destination in order: the first whose `pattern` matches applies;
+    /// a queue no policy matches gets [`QueuePolicy::default`] (with `max_length` from
+    /// `limits.max_pending_per_queue`). Default: none.
+    pub queues: Vec<QueuePolicy>,
+    /// The wall clock for message expiry (`expires` headers, queue TTLs) and for the expiry of
+    /// a session's authentication. Sessions get `now: Instant` for their timers; wall-clock
+    /// deadlines are converted with this clock. Default: [`Clock::system`]; tests use a
+    /// [`ManualClock`].
+    pub clock: Clock,
 }
 
 impl Default for BrokerConfig {
@@ -49,6 +64,8 @@ impl Default for BrokerConfig {
             limits: Limits::default(),
             slow_consumer: SlowConsumerPolicy::default(),
             message_id_prefix: "m-".to_owned(),
+            queues: Vec::new(),
+            clock: Clock::system(),
         }
     }
 }
@@ -160,4 +177,216 @@ pub enum SlowConsumerPolicy {
     /// consumer or stay queued; a message left queued this way is offered again on the queue's
     /// next publish, ACK/NACK or SUBSCRIBE). Counted in `messages_dropped`.
     DropMessages,
+}
+
+/// What a queue does with a SEND that finds it at its `max_length`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Refuse the SEND: the sender gets `ERROR message:Queue full` and is disconnected (a
+    /// transaction's COMMIT is refused whole). The default, and the behaviour before policies.
+    #[default]
+    Refuse,
+    /// Accept the SEND and drop the oldest waiting message (RabbitMQ's `drop-head`); the dropped
+    /// message is dead-lettered (reason `max-length`) if the queue has a dead-letter destination,
+    /// and counted in `messages_overflowed` either way.
+    DropOldest,
+}
+
+impl Overflow {
+    /// Parses `refuse` or `drop-oldest` (also `drop_oldest`, `drop-head`).
+    pub fn parse(value: &str) -> Option<Overflow> {
+        match value {
+            "refuse" | "reject" | "reject-publish" => Some(Overflow::Refuse),
+            "drop-oldest" | "drop_oldest" | "drop-head" => Some(Overflow::DropOldest),
+            _ => None,
+        }
+    }
+
+    /// The configuration name: `refuse` or `drop-oldest`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overflow::Refuse => "refuse",
+            Overflow::DropOldest => "drop-oldest",
+        }
+    }
+}
+
+/// The default dead-letter destination template: `/queue/DLQ.` followed by the queue's name
+/// without its prefix (`/queue/orders` → `/queue/DLQ.orders`).
+pub const DEFAULT_DEAD_LETTER: &str = "/queue/DLQ.{name}";
+
+/// The default [`QueuePolicy::max_redeliveries`]: a message is delivered at most 11 times.
+pub const DEFAULT_MAX_REDELIVERIES: u32 = 10;
+
+/// How the queues whose destination matches `pattern` treat their messages. Plain data, so a
+/// configuration file maps onto it directly:
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard_broker::{BrokerConfig, Overflow, QueuePolicy};
+///
+/// let config = BrokerConfig {
+///     queues: vec![
+///         // Work queues: at most 3 redeliveries, then /queue/DLQ.jobs.<name>.
+///         QueuePolicy {
+///             pattern: "/queue/jobs.*".into(),
+///             max_redeliveries: Some(3),
+///             ..QueuePolicy::default()
+///         },
+///         // A ticker: keep the newest 100, each for 30 s; nothing is dead-lettered.
+///         QueuePolicy {
+///             pattern: "/queue/ticker".into(),
+///             max_length: Some(100),
+///             overflow: Overflow::DropOldest,
+///             ttl: Some(Duration::from_secs(30)),
+///             dead_letter: None,
+///             ..QueuePolicy::default()
+///         },
+///     ],
+///     ..BrokerConfig::default()
+/// };
+/// assert_eq!(config.queue_policy("/queue/jobs.resize").max_redeliveries, Some(3));
+/// assert_eq!(config.queue_policy("/queue/other").max_redeliveries, Some(10));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuePolicy {
+    /// Queue destinations this policy applies to, in the subscription wildcard syntax (`*` one
+    /// segment, `**` any number; segments split on `/` and `.`), or a literal destination.
+    /// Default `/queue/**` (every queue).
+    pub pattern: String,
+    /// Messages kept while nobody can take them. Default `None`: `limits.max_pending_per_queue`
+    /// (10 000).
+    pub max_length: Option<usize>,
+    /// What a SEND to a full queue does. Default [`Overflow::Refuse`].
+    pub overflow: Overflow,
+    /// Redeliveries allowed: a message NACKed (or left unacknowledged by a consumer that
+    /// unsubscribed or disconnected) after its `1 + max_redeliveries`-th delivery is
+    /// dead-lettered with reason `max-redeliveries` instead of requeued. `Some(0)`: never
+    /// redelivered. `None`: redelivered forever. Default `Some(10)`.
+    pub max_redeliveries: Option<u32>,
+    /// Where dead letters go: a destination, where `{name}` stands for the queue's name without
+    /// the queue prefix. Default `Some("/queue/DLQ.{name}")`. `None`: dead letters are
+    /// discarded (and counted in `messages_discarded`).
+    pub dead_letter: Option<String>,
+    /// Time to live of a message in this queue, from when it is enqueued; a message's own
+    /// `expires` header (milliseconds since the Unix epoch, 0 = never) applies if earlier.
+    /// Default `None` (only the `expires` header).
+    pub ttl: Option<Duration>,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        QueuePolicy {
+            pattern: "/queue/**".to_owned(),
+            max_length: None,
+            overflow: Overflow::Refuse,
+            max_redeliveries: Some(DEFAULT_MAX_REDELIVERIES),
+            dead_letter: Some(DEFAULT_DEAD_LETTER.to_owned()),
+            ttl: None,
+        }
+    }
+}
+
+impl QueuePolicy {
+    /// Whether this policy applies to queue `destination`.
+    pub fn applies_to(&self, destination: &str) -> bool {
+        Pattern::compile(&self.pattern).matches(destination)
+    }
+}
+
+impl BrokerConfig {
+    /// The policy for queue `destination`: the first of [`queues`](Self::queues) that applies,
+    /// else the default one; `max_length` filled in from `limits.max_pending_per_queue`.
+    pub fn queue_policy(&self, destination: &str) -> QueuePolicy {
+        let mut p = self
+            .queues
+            .iter()
+            .find(|p| p.applies_to(destination))
+            .cloned()
+            .unwrap_or_default();
+        if p.max_length.is_none() {
+            p.max_length = Some(self.limits.max_pending_per_queue);
+        }
+        p
+    }
+}
+
+/// The wall clock the broker reads for message expiry and authentication expiry. Sessions are
+/// sans-IO and take `now: Instant` for their timers, but an `expires` header is wall-clock time
+/// (milliseconds since the Unix epoch, ActiveMQ's convention), so the broker reads this clock
+/// where it needs one: when a message with an expiry is enqueued or dispatched, and when a
+/// session's authentication carries an expiry. Cheap to clone.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> SystemTime + Send + Sync>);
+
+impl Clock {
+    /// The system clock (`SystemTime::now`).
+    pub fn system() -> Clock {
+        Clock(Arc::new(SystemTime::now))
+    }
+
+    /// A clock reading `f`.
+    pub fn from_fn(f: impl Fn() -> SystemTime + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(f))
+    }
+
+    /// The current time.
+    pub fn now(&self) -> SystemTime {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// A clock that moves only when told to, for tests: `ManualClock::new(start)`, hand
+/// [`clock`](Self::clock) to [`BrokerConfig::clock`], then [`advance`](Self::advance) it
+/// together with the `now: Instant` given to sessions.
+#[derive(Clone, Debug)]
+pub struct ManualClock {
+    ms: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock at `start` (millisecond resolution).
+    pub fn new(start: SystemTime) -> ManualClock {
+        let ms = start
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        ManualClock {
+            ms: Arc::new(AtomicU64::new(ms)),
+        }
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.ms.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The current time.
+    pub fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.ms.load(Ordering::SeqCst))
+    }
+
+    /// The time as milliseconds since the Unix epoch (the `expires` header's unit).
+    pub fn now_ms(&self) -> u64 {
+        self.ms.load(Ordering::SeqCst)
+    }
+
+    /// A [`Clock`] reading this clock.
+    pub fn clock(&self) -> Clock {
+        let me = self.clone();
+        Clock::from_fn(move || me.now())
+    }
 }

@@ -108,6 +108,43 @@ impl Pattern {
         wild.then_some(Pattern { segments })
     }
 
+    /// Compiles `pattern` whether or not it has a wildcard segment (a literal pattern matches
+    /// only itself).
+    pub fn compile(pattern: &str) -> Pattern {
+        let segments = pattern
+            .split(is_separator)
+            .map(|s| match s {
+                "*" => Segment::One,
+                "**" => Segment::Any,
+                lit => Segment::Literal(lit.to_owned()),
+            })
+            .collect();
+        Pattern { segments }
+    }
+
+    /// Whether the pattern has a wildcard segment.
+    pub fn is_wildcard(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| !matches!(s, Segment::Literal(_)))
+    }
+
+    /// Whether every destination `other` matches, this pattern matches too (`other` is a
+    /// subscription pattern). Conservative: it may answer `false` for exotic pairs that are in
+    /// fact contained (e.g. `**/*` covering `*/**`), never `true` wrongly.
+    pub fn covers(&self, other: &Pattern) -> bool {
+        let (r, s) = (&self.segments, &other.segments);
+        let mut memo = vec![None; (r.len() + 1) * (s.len() + 1)];
+        covers_at(r, s, 0, 0, &mut memo)
+    }
+
+    /// Whether some destination matches both this pattern and `other`.
+    pub fn overlaps(&self, other: &Pattern) -> bool {
+        let (r, s) = (&self.segments, &other.segments);
+        let mut memo = vec![None; (r.len() + 1) * (s.len() + 1)];
+        overlaps_at(r, s, 0, 0, &mut memo)
+    }
+
     /// Whether `destination` matches.
     pub fn matches(&self, destination: &str) -> bool {
         let parts: Vec<&str> = destination.split(is_separator).collect();
@@ -152,6 +189,62 @@ impl Pattern {
     }
 }
 
+fn covers_at(r: &[Segment], s: &[Segment], i: usize, j: usize, memo: &mut [Option<bool>]) -> bool {
+    let slot = i * (s.len() + 1) + j;
+    if let Some(v) = memo[slot] {
+        return v;
+    }
+    let v = match r.get(i) {
+        None => j == s.len(),
+        // `**` absorbs any of the other pattern's segments, `**` included.
+        Some(Segment::Any) => {
+            covers_at(r, s, i + 1, j, memo) || (j < s.len() && covers_at(r, s, i, j + 1, memo))
+        }
+        Some(Segment::One) => {
+            matches!(s.get(j), Some(Segment::Literal(_) | Segment::One))
+                && covers_at(r, s, i + 1, j + 1, memo)
+        }
+        Some(Segment::Literal(l)) => {
+            matches!(s.get(j), Some(Segment::Literal(x)) if x == l)
+                && covers_at(r, s, i + 1, j + 1, memo)
+        }
+    };
+    memo[slot] = Some(v);
+    v
+}
+
+fn overlaps_at(
+    r: &[Segment],
+    s: &[Segment],
+    i: usize,
+    j: usize,
+    memo: &mut [Option<bool>],
+) -> bool {
+    let slot = i * (s.len() + 1) + j;
+    if let Some(v) = memo[slot] {
+        return v;
+    }
+    let v = match (r.get(i), s.get(j)) {
+        (None, None) => true,
+        (Some(Segment::Any), _) => {
+            overlaps_at(r, s, i + 1, j, memo) || (j < s.len() && overlaps_at(r, s, i, j + 1, memo))
+        }
+        (_, Some(Segment::Any)) => {
+            overlaps_at(r, s, i, j + 1, memo) || (i < r.len() && overlaps_at(r, s, i + 1, j, memo))
+        }
+        (Some(a), Some(b)) => {
+            let compatible = match (a, b) {
+                (Segment::Literal(x), Segment::Literal(y)) => x == y,
+                _ => true,
+            };
+            compatible && overlaps_at(r, s, i + 1, j + 1, memo)
+        }
+        _ => false,
+    };
+    memo[slot] = Some(v);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +280,35 @@ mod tests {
         assert!(!m("/topic/a/**/z", "/topic/a/b/c/y"));
         assert!(m("/topic/**/b/*", "/topic/x/b/y/b/z"));
         assert!(!m("/topic/**", "/queue/a"));
+    }
+
+    #[test]
+    fn compiled_literals_match_only_themselves() {
+        let p = Pattern::compile("/queue/a");
+        assert!(!p.is_wildcard());
+        assert!(p.matches("/queue/a"));
+        assert!(!p.matches("/queue/b"));
+        assert!(Pattern::compile("/queue/*").is_wildcard());
+    }
+
+    #[test]
+    fn covers_and_overlaps() {
+        let c = |r: &str, s: &str| Pattern::compile(r).covers(&Pattern::compile(s));
+        let o = |r: &str, s: &str| Pattern::compile(r).overlaps(&Pattern::compile(s));
+        assert!(c("/topic/**", "/topic/**"));
+        assert!(c("/topic/**", "/topic/a/*"));
+        assert!(c("/topic/*/b", "/topic/*/b"));
+        assert!(c("/topic/a/**", "/topic/a/b/**"));
+        assert!(!c("/topic/a/**", "/topic/**"));
+        assert!(!c("/topic/*", "/topic/**"));
+        assert!(!c("/topic/a", "/topic/*"));
+        assert!(c("/topic/*", "/topic/a"));
+        assert!(o("/topic/secret/**", "/topic/**"));
+        assert!(o("/topic/*/x", "/topic/a/*"));
+        assert!(!o("/topic/a/*", "/topic/b/*"));
+        assert!(!o("/topic/a", "/topic/a/**/b"));
+        assert!(o("/topic/a/**", "/topic/*"));
+        assert!(!o("/queue/**", "/topic/**"));
     }
 
     #[test]

@@ -106,11 +106,14 @@ pub use app::{AppContext, AppError, AppHandler, AppMessage};
 pub use auth::{AllowAll, AuthError, Authenticator, ConnectInfo, Principal, StaticUsers};
 pub use backend::{Backend, BackendError, BackendStats, Publication, PublishOutcome};
 pub use broker::{Broker, BrokerBuilder, PublishError, SessionOptions};
-pub use config::{AppMapping, BrokerConfig, HeartBeat, Limits, Prefixes, SlowConsumerPolicy};
+pub use config::{
+    AppMapping, BrokerConfig, Clock, DEFAULT_DEAD_LETTER, DEFAULT_MAX_REDELIVERIES, HeartBeat,
+    Limits, ManualClock, Overflow, Prefixes, QueuePolicy, SlowConsumerPolicy,
+};
 pub use destination::{DestinationKind, Pattern, Route, RouteKind};
 pub use error::ErrorKind;
 pub use memory::MemoryBackend;
-pub use message::Message;
+pub use message::{DeadLetterReason, Message, parse_expires};
 pub use metrics::{KindCounts, MetricsSnapshot};
 pub use outbox::{EncodedFrame, FrameKind, Notified, OutboundSignal};
 pub use session::{CloseReason, Session};

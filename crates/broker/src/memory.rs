@@ -1,13 +1,16 @@
 //! The in-memory backend: read-mostly routing tables, per-queue state, no lock per delivery.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytestring::ByteString;
 
 use crate::backend::{Backend, BackendError, BackendStats, Publication, PublishOutcome};
-use crate::destination::{DestinationKind, Route, RouteKind, is_separator};
-use crate::message::Message;
+use crate::config::{BrokerConfig, Clock, Overflow, QueuePolicy};
+use crate::destination::{DestinationKind, Pattern, Route, RouteKind, is_separator};
+use crate::message::{DeadLetterReason, Message};
 use crate::subscription::{Delivery, OfferError, Subscriber};
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -26,24 +29,162 @@ struct FanOutTable {
     wildcard: Vec<Arc<Subscriber>>,
 }
 
-#[derive(Default)]
+/// A waiting queue message.
+struct Entry {
+    message: Arc<Message>,
+    /// How many times a consumer has received it.
+    deliveries: u32,
+    /// When it expires: the earlier of its `expires` header and enqueue time + the queue's TTL.
+    expires_at: Option<SystemTime>,
+}
+
+/// A message leaving a queue for a dead-letter queue (handed over once no lock is held).
+type DeadLetter = (ByteString, Arc<Message>);
+
+/// One queue's policy, resolved when the queue is created.
+#[derive(Debug)]
+struct QueuePlan {
+    max_length: usize,
+    overflow: Overflow,
+    max_redeliveries: Option<u32>,
+    /// The dead-letter queue (never the queue itself).
+    dead_letter: Option<ByteString>,
+    ttl: Option<Duration>,
+}
+
+/// Lifecycle counters (reported in [`BackendStats`]).
+#[derive(Debug, Default)]
+struct Counters {
+    expired: AtomicU64,
+    dead_lettered: AtomicU64,
+    overflowed: AtomicU64,
+    discarded: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Delivery tags carry what a requeued message must keep: its delivery count (low 20 bits)
+/// and its expiry in milliseconds since the epoch (the rest; 0 = none).
+const COUNT_BITS: u32 = 20;
+
+fn pack_tag(deliveries: u32, expires_at: Option<SystemTime>) -> u64 {
+    let ms = expires_at
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| (d.as_millis() as u64).clamp(1, (1 << (64 - COUNT_BITS)) - 1))
+        .unwrap_or(0);
+    (ms << COUNT_BITS) | u64::from(deliveries.min((1 << COUNT_BITS) - 1))
+}
+
+fn unpack_tag(tag: u64) -> (u32, Option<SystemTime>) {
+    let deliveries = (tag & ((1 << COUNT_BITS) - 1)) as u32;
+    let ms = tag >> COUNT_BITS;
+    (
+        deliveries,
+        (ms != 0).then(|| UNIX_EPOCH + Duration::from_millis(ms)),
+    )
+}
+
 struct QueueState {
-    /// Messages nobody has taken yet, with their `redelivered` flag.
-    pending: VecDeque<(Arc<Message>, bool)>,
+    /// Messages nobody has taken yet.
+    pending: VecDeque<Entry>,
+    /// How many of `pending` have an expiry (a full queue looks for expired ones only if any).
+    expiring: usize,
     consumers: Vec<Arc<Subscriber>>,
     next: usize,
+    plan: QueuePlan,
+}
+
+/// What queue operations need besides the queue: the clock and the counters.
+struct Cx<'a> {
+    clock: &'a Clock,
+    counters: &'a Counters,
+}
+
+impl Cx<'_> {
+    /// A message leaves its queue undelivered: to the dead-letter queue if it has one (and the
+    /// message is not a dead letter already), else discarded. Counted either way.
+    fn retire(
+        &self,
+        plan: &QueuePlan,
+        entry: Entry,
+        reason: DeadLetterReason,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        match reason {
+            DeadLetterReason::Expired => bump(&self.counters.expired),
+            DeadLetterReason::MaxLength => bump(&self.counters.overflowed),
+            _ => {}
+        }
+        match &plan.dead_letter {
+            Some(dlq) if !entry.message.is_dead_letter() => {
+                let letter = entry
+                    .message
+                    .dead_letter(dlq.clone(), reason, entry.deliveries);
+                dead.push((dlq.clone(), Arc::new(letter)));
+            }
+            _ => bump(&self.counters.discarded),
+        }
+    }
 }
 
 impl QueueState {
+    fn new(plan: QueuePlan) -> QueueState {
+        QueueState {
+            pending: VecDeque::new(),
+            expiring: 0,
+            consumers: Vec::new(),
+            next: 0,
+            plan,
+        }
+    }
+
+    fn push_back(&mut self, e: Entry) {
+        self.expiring += usize::from(e.expires_at.is_some());
+        self.pending.push_back(e);
+    }
+
+    fn push_front(&mut self, e: Entry) {
+        self.expiring += usize::from(e.expires_at.is_some());
+        self.pending.push_front(e);
+    }
+
+    fn pop_front(&mut self) -> Option<Entry> {
+        let e = self.pending.pop_front()?;
+        self.expiring -= usize::from(e.expires_at.is_some());
+        Some(e)
+    }
+
+    fn pop_back(&mut self) -> Option<Entry> {
+        let e = self.pending.pop_back()?;
+        self.expiring -= usize::from(e.expires_at.is_some());
+        Some(e)
+    }
+
     /// Offers pending messages round-robin to consumers with credit, until one side runs out.
-    fn dispatch(&mut self) -> usize {
+    /// Expired messages met at the head are retired instead.
+    fn dispatch(&mut self, cx: &Cx<'_>, dead: &mut Vec<DeadLetter>) -> usize {
         let mut delivered = 0;
-        while let Some((message, redelivered)) = self.pending.front() {
+        let mut now = None;
+        while let Some(front) = self.pending.front() {
+            if let Some(t) = front.expires_at
+                && t <= *now.get_or_insert_with(|| cx.clock.now())
+            {
+                if let Some(e) = self.pop_front() {
+                    cx.retire(&self.plan, e, DeadLetterReason::Expired, dead);
+                }
+                continue;
+            }
             let n = self.consumers.len();
+            let tag = pack_tag(front.deliveries, front.expires_at);
             let mut taken = false;
             for i in 0..n {
                 let idx = (self.next + i) % n;
-                if self.consumers[idx].offer(message, *redelivered, 0).is_ok() {
+                if self.consumers[idx]
+                    .offer(&front.message, front.deliveries > 0, tag)
+                    .is_ok()
+                {
                     // Not reduced modulo `n`: a consumer added later is next in line.
                     self.next = idx + 1;
                     taken = true;
@@ -53,10 +194,119 @@ impl QueueState {
             if !taken {
                 break;
             }
-            self.pending.pop_front();
+            self.pop_front();
             delivered += 1;
         }
         delivered
+    }
+
+    /// Retires every expired waiting message (a full queue makes room this way first).
+    fn purge_expired(&mut self, cx: &Cx<'_>, dead: &mut Vec<DeadLetter>) {
+        if self.expiring == 0 {
+            return;
+        }
+        let now = cx.clock.now();
+        let mut kept = VecDeque::with_capacity(self.pending.len());
+        while let Some(e) = self.pop_front() {
+            if e.expires_at.is_some_and(|t| t <= now) {
+                cx.retire(&self.plan, e, DeadLetterReason::Expired, dead);
+            } else {
+                kept.push_back(e);
+            }
+        }
+        for e in kept {
+            self.push_back(e);
+        }
+    }
+
+    /// Whether `n` more messages fit (after dropping expired ones), for an all-or-nothing batch.
+    /// A `drop-oldest` queue always has room.
+    fn has_room(&mut self, n: usize, cx: &Cx<'_>, dead: &mut Vec<DeadLetter>) -> bool {
+        if self.plan.overflow == Overflow::DropOldest {
+            return true;
+        }
+        if self.pending.len().saturating_add(n) > self.plan.max_length {
+            self.purge_expired(cx, dead);
+        }
+        self.pending.len().saturating_add(n) <= self.plan.max_length
+    }
+
+    /// Enqueues a new message and offers what waits; `Err(())` if the queue is full and refuses
+    /// it (nothing changed then).
+    fn publish(
+        &mut self,
+        message: Arc<Message>,
+        cx: &Cx<'_>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Result<PublishOutcome, ()> {
+        let mut outcome = PublishOutcome::default();
+        let expires_at = if message.expires().is_some() || self.plan.ttl.is_some() {
+            let now = cx.clock.now();
+            let by_ttl = self.plan.ttl.and_then(|t| now.checked_add(t));
+            let at = match (message.expires(), by_ttl) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(t) = at
+                && t <= now
+            {
+                let e = Entry {
+                    message,
+                    deliveries: 0,
+                    expires_at: at,
+                };
+                cx.retire(&self.plan, e, DeadLetterReason::Expired, dead);
+                return Ok(outcome);
+            }
+            at
+        } else {
+            None
+        };
+        self.push_back(Entry {
+            message,
+            deliveries: 0,
+            expires_at,
+        });
+        outcome.delivered = self.dispatch(cx, dead);
+        if self.pending.len() > self.plan.max_length {
+            self.purge_expired(cx, dead);
+        }
+        while self.pending.len() > self.plan.max_length {
+            match self.plan.overflow {
+                Overflow::DropOldest => {
+                    if let Some(e) = self.pop_front() {
+                        cx.retire(&self.plan, e, DeadLetterReason::MaxLength, dead);
+                    }
+                }
+                _ => {
+                    // The new message, never seen by anyone: the sender gets the error.
+                    self.pop_back();
+                    return Err(());
+                }
+            }
+        }
+        outcome.queued = outcome.delivered == 0;
+        Ok(outcome)
+    }
+
+    /// A delivery comes back: ahead of newer messages, or dead-lettered if it has used up its
+    /// redeliveries.
+    fn requeue(&mut self, d: &Delivery, cx: &Cx<'_>, dead: &mut Vec<DeadLetter>) {
+        let (before, expires_at) = unpack_tag(d.tag());
+        let entry = Entry {
+            message: d.message().clone(),
+            deliveries: before.saturating_add(u32::from(d.shown())),
+            expires_at,
+        };
+        if self
+            .plan
+            .max_redeliveries
+            .is_some_and(|max| entry.deliveries > max)
+        {
+            cx.retire(&self.plan, entry, DeadLetterReason::MaxRedeliveries, dead);
+        } else {
+            self.push_front(entry);
+        }
     }
 }
 
@@ -65,9 +315,17 @@ impl QueueState {
 /// - Fan-out (topics, user destinations): an `RwLock`ed table read once per publish; every
 ///   matching subscription gets an `Arc` of the message (no copy, no lock per delivery).
 /// - Queues: one `Mutex` per queue, taken once per publish/settle; round-robin among consumers
-///   with credit; messages wait (up to `max_pending_per_queue`) while nobody can take them.
+///   with credit; messages wait (up to the queue's `max_length`) while nobody can take them.
+/// - Message lifecycle, per [`QueuePolicy`] (resolved once, when a queue is created): delivery
+///   counts and dead-lettering after `max_redeliveries`, expiry (`expires` header, TTL),
+///   `refuse` or `drop-oldest` overflow. Delivery tags ([`Delivery::tag`]) carry a message's
+///   delivery count and expiry while a consumer holds it.
 pub struct MemoryBackend {
-    max_pending: usize,
+    default_max: usize,
+    policies: Vec<(Pattern, QueuePolicy)>,
+    queue_prefix: String,
+    clock: Clock,
+    counters: Counters,
     fanout: RwLock<FanOutTable>,
     queues: RwLock<HashMap<ByteString, Mutex<QueueState>>>,
 }
@@ -75,17 +333,36 @@ pub struct MemoryBackend {
 impl std::fmt::Debug for MemoryBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryBackend")
-            .field("max_pending", &self.max_pending)
+            .field("max_pending", &self.default_max)
+            .field("policies", &self.policies.len())
             .field("stats", &self.stats())
             .finish()
     }
 }
 
 impl MemoryBackend {
-    /// A backend keeping at most `max_pending_per_queue` undelivered messages per queue.
+    /// A backend keeping at most `max_pending_per_queue` undelivered messages per queue, with
+    /// the default [`QueuePolicy`] for every queue and the system clock.
     pub fn new(max_pending_per_queue: usize) -> MemoryBackend {
+        let mut config = BrokerConfig::default();
+        config.limits.max_pending_per_queue = max_pending_per_queue;
+        MemoryBackend::with_config(&config)
+    }
+
+    /// A backend configured from `config`: `limits.max_pending_per_queue`, `queues` (the
+    /// policies), `prefixes.queue` (for dead-letter names) and `clock`. What
+    /// [`Broker::new`](crate::Broker::new) uses.
+    pub fn with_config(config: &BrokerConfig) -> MemoryBackend {
         MemoryBackend {
-            max_pending: max_pending_per_queue,
+            default_max: config.limits.max_pending_per_queue,
+            policies: config
+                .queues
+                .iter()
+                .map(|p| (Pattern::compile(&p.pattern), p.clone()))
+                .collect(),
+            queue_prefix: config.prefixes.queue.clone(),
+            clock: config.clock.clone(),
+            counters: Counters::default(),
             fanout: RwLock::default(),
             queues: RwLock::default(),
         }
@@ -99,6 +376,41 @@ impl MemoryBackend {
             .unwrap_or(0)
     }
 
+    fn cx(&self) -> Cx<'_> {
+        Cx {
+            clock: &self.clock,
+            counters: &self.counters,
+        }
+    }
+
+    /// The resolved policy of queue `key`.
+    fn plan(&self, key: &str) -> QueuePlan {
+        let default = QueuePolicy::default();
+        let policy = self
+            .policies
+            .iter()
+            .find(|(pattern, _)| pattern.matches(key))
+            .map(|(_, p)| p)
+            .unwrap_or(&default);
+        let name = key.strip_prefix(self.queue_prefix.as_str()).unwrap_or(key);
+        QueuePlan {
+            max_length: policy.max_length.unwrap_or(self.default_max),
+            overflow: policy.overflow,
+            max_redeliveries: policy.max_redeliveries,
+            dead_letter: policy
+                .dead_letter
+                .as_ref()
+                .map(|t| t.replace("{name}", name))
+                .filter(|d| !d.is_empty() && d != key)
+                .map(ByteString::from),
+            ttl: policy.ttl,
+        }
+    }
+
+    fn new_queue(&self, key: &str) -> Mutex<QueueState> {
+        Mutex::new(QueueState::new(self.plan(key)))
+    }
+
     fn with_queue<R>(&self, key: &ByteString, f: impl FnOnce(&mut QueueState) -> R) -> R {
         {
             let queues = read(&self.queues);
@@ -108,8 +420,34 @@ impl MemoryBackend {
         }
         let mut queues = write(&self.queues);
         // A fresh copy: the key may be a slice of a SEND's read buffer, which the queue must not pin.
-        let q = queues.entry(ByteString::from(key.to_string())).or_default();
+        let q = match queues.get(key) {
+            Some(q) => q,
+            None => {
+                let owned = ByteString::from(key.to_string());
+                let q = self.new_queue(key);
+                queues.entry(owned).or_insert(q)
+            }
+        };
         f(&mut lock(q))
+    }
+
+    /// Enqueues dead letters (after every queue lock was released); a full dead-letter queue
+    /// that refuses one discards it (counted). Dropping the oldest of a `drop-oldest`
+    /// dead-letter queue may dead-letter further; a dead letter itself never is, so this ends.
+    fn deliver_dead_letters(&self, mut dead: Vec<DeadLetter>) {
+        let mut i = 0;
+        while i < dead.len() {
+            let (key, message) = dead[i].clone();
+            i += 1;
+            let mut more = Vec::new();
+            let cx = self.cx();
+            let r = self.with_queue(&key, |q| q.publish(message, &cx, &mut more));
+            match r {
+                Ok(_) => bump(&self.counters.dead_lettered),
+                Err(()) => bump(&self.counters.discarded),
+            }
+            dead.extend(more);
+        }
     }
 
     /// [`Backend::publish_all`] with every queue of the batch present in `queues`: locks them
@@ -120,7 +458,9 @@ impl MemoryBackend {
         queues: &HashMap<ByteString, Mutex<QueueState>>,
         batch: &[Publication],
         need: &[(&ByteString, usize)],
+        dead: &mut Vec<DeadLetter>,
     ) -> Result<Vec<PublishOutcome>, BackendError> {
+        let cx = self.cx();
         let mut locked: Vec<MutexGuard<'_, QueueState>> = Vec::with_capacity(need.len());
         for (key, n) in need {
             let Some(q) = queues.get(*key) else {
@@ -128,8 +468,8 @@ impl MemoryBackend {
                     reason: format!("queue {key} vanished during a batch publish"),
                 });
             };
-            let q = lock(q);
-            if q.pending.len().saturating_add(*n) > self.max_pending {
+            let mut q = lock(q);
+            if !q.has_room(*n, &cx, dead) {
                 return Err(BackendError::QueueFull {
                     destination: key.to_string(),
                 });
@@ -141,17 +481,19 @@ impl MemoryBackend {
         for p in batch {
             let mut outcome = PublishOutcome::default();
             match p.route.kind {
-                RouteKind::FanOut => fan_out(&fanout, &p.route, &p.message, &mut outcome),
+                RouteKind::FanOut => self.fan_out(&fanout, &p.route, &p.message, &mut outcome),
                 RouteKind::Queue => {
                     let idx = need
                         .binary_search_by(|(k, _)| (*k).cmp(&p.route.key))
                         .map_err(|_| BackendError::Unavailable {
                             reason: "batch queue not locked".to_owned(),
                         })?;
-                    let q = &mut locked[idx];
-                    q.pending.push_back((p.message.clone(), false));
-                    outcome.delivered = q.dispatch();
-                    outcome.queued = outcome.delivered == 0;
+                    // Room was checked for the whole batch: a refusal cannot happen here.
+                    outcome = locked[idx]
+                        .publish(p.message.clone(), &cx, dead)
+                        .map_err(|()| BackendError::QueueFull {
+                            destination: p.route.key.to_string(),
+                        })?;
                 }
             }
             outcomes.push(outcome);
@@ -159,26 +501,37 @@ impl MemoryBackend {
         Ok(outcomes)
     }
 
-    fn dispatch_queue(&self, key: &ByteString) {
+    fn dispatch_queue(&self, key: &ByteString, dead: &mut Vec<DeadLetter>) {
         let queues = read(&self.queues);
         if let Some(q) = queues.get(key) {
-            lock(q).dispatch();
+            lock(q).dispatch(&self.cx(), dead);
         }
     }
-}
 
-/// Offers `message` to every subscription of `t` matching `route`.
-fn fan_out(t: &FanOutTable, route: &Route, message: &Arc<Message>, outcome: &mut PublishOutcome) {
-    if let Some(subs) = t.exact.get(&route.key) {
-        for s in subs {
-            count(outcome, s.offer(message, false, 0));
+    /// Offers `message` to every subscription of `t` matching `route` (none if it has expired).
+    fn fan_out(
+        &self,
+        t: &FanOutTable,
+        route: &Route,
+        message: &Arc<Message>,
+        outcome: &mut PublishOutcome,
+    ) {
+        if message.expires().is_some_and(|e| e <= self.clock.now()) {
+            bump(&self.counters.expired);
+            bump(&self.counters.discarded);
+            return;
         }
-    }
-    if !t.wildcard.is_empty() && route.destination_kind == DestinationKind::Topic {
-        let parts: Vec<&str> = route.key.split(is_separator).collect();
-        for s in &t.wildcard {
-            if s.pattern().is_some_and(|p| p.matches_segments(&parts)) {
+        if let Some(subs) = t.exact.get(&route.key) {
+            for s in subs {
                 count(outcome, s.offer(message, false, 0));
+            }
+        }
+        if !t.wildcard.is_empty() && route.destination_kind == DestinationKind::Topic {
+            let parts: Vec<&str> = route.key.split(is_separator).collect();
+            for s in &t.wildcard {
+                if s.pattern().is_some_and(|p| p.matches_segments(&parts)) {
+                    count(outcome, s.offer(message, false, 0));
+                }
             }
         }
     }
@@ -204,10 +557,15 @@ impl Backend for MemoryBackend {
                     t.exact.entry(key).or_default().push(subscriber);
                 }
             }
-            RouteKind::Queue => self.with_queue(&key, |q| {
-                q.consumers.push(subscriber);
-                q.dispatch();
-            }),
+            RouteKind::Queue => {
+                let mut dead = Vec::new();
+                let cx = self.cx();
+                self.with_queue(&key, |q| {
+                    q.consumers.push(subscriber);
+                    q.dispatch(&cx, &mut dead);
+                });
+                self.deliver_dead_letters(dead);
+            }
         }
         Ok(())
     }
@@ -251,25 +609,17 @@ impl Backend for MemoryBackend {
     ) -> Result<PublishOutcome, BackendError> {
         let mut outcome = PublishOutcome::default();
         match route.kind {
-            RouteKind::FanOut => fan_out(&read(&self.fanout), route, &message, &mut outcome),
+            RouteKind::FanOut => self.fan_out(&read(&self.fanout), route, &message, &mut outcome),
             RouteKind::Queue => {
-                let max = self.max_pending;
-                let full = self.with_queue(&route.key, |q| {
-                    q.pending.push_back((message, false));
-                    outcome.delivered = q.dispatch();
-                    if q.pending.len() > max {
-                        q.pending.pop_back();
-                        true
-                    } else {
-                        outcome.queued = outcome.delivered == 0;
-                        false
-                    }
-                });
-                if full {
-                    return Err(BackendError::QueueFull {
-                        destination: route.key.to_string(),
-                    });
+                let mut dead = Vec::new();
+                let cx = self.cx();
+                let r = self.with_queue(&route.key, |q| q.publish(message, &cx, &mut dead));
+                if !dead.is_empty() {
+                    self.deliver_dead_letters(dead);
                 }
+                outcome = r.map_err(|()| BackendError::QueueFull {
+                    destination: route.key.to_string(),
+                })?;
             }
         }
         Ok(outcome)
@@ -290,46 +640,55 @@ impl Backend for MemoryBackend {
                 _ => need.push((k, 1)),
             }
         }
-        {
-            let queues = read(&self.queues);
-            if need.iter().all(|(k, _)| queues.contains_key(*k)) {
-                return self.publish_locked(&queues, batch, &need);
-            }
-        }
-        // Some queue does not exist yet: create it and publish under the map's write lock (only
-        // a batch's first use of a queue pays for this).
-        let mut queues = write(&self.queues);
-        let mut created = Vec::new();
-        for (k, _) in &need {
-            if !queues.contains_key(*k) {
-                let key = ByteString::from(k.to_string());
-                queues.insert(key.clone(), Mutex::default());
-                created.push(key);
-            }
-        }
-        let result = self.publish_locked(&queues, batch, &need);
-        if result.is_err() {
-            // Refused: queues made for it and still empty go again.
-            for key in created {
-                let unused = queues.get(&key).is_some_and(|q| {
-                    let q = lock(q);
-                    q.pending.is_empty() && q.consumers.is_empty()
-                });
-                if unused {
-                    queues.remove(&key);
+        let mut dead = Vec::new();
+        let result = 'publish: {
+            {
+                let queues = read(&self.queues);
+                if need.iter().all(|(k, _)| queues.contains_key(*k)) {
+                    break 'publish self.publish_locked(&queues, batch, &need, &mut dead);
                 }
             }
+            // Some queue does not exist yet: create it and publish under the map's write lock
+            // (only a batch's first use of a queue pays for this).
+            let mut queues = write(&self.queues);
+            let mut created = Vec::new();
+            for (k, _) in &need {
+                if !queues.contains_key(*k) {
+                    let key = ByteString::from(k.to_string());
+                    let q = self.new_queue(&key);
+                    queues.insert(key.clone(), q);
+                    created.push(key);
+                }
+            }
+            let result = self.publish_locked(&queues, batch, &need, &mut dead);
+            if result.is_err() {
+                // Refused: queues made for it and still empty go again.
+                for key in created {
+                    let unused = queues.get(&key).is_some_and(|q| {
+                        let q = lock(q);
+                        q.pending.is_empty() && q.consumers.is_empty()
+                    });
+                    if unused {
+                        queues.remove(&key);
+                    }
+                }
+            }
+            result
+        };
+        if !dead.is_empty() {
+            self.deliver_dead_letters(dead);
         }
         result
     }
 
     fn settle(&self, acked: Vec<Delivery>, requeue: Vec<Delivery>) {
-        // Put requeued messages back at the front, keeping their order.
+        let mut dead = Vec::new();
+        let cx = self.cx();
+        // Put requeued messages back at the front, keeping their order (or dead-letter them).
         for d in requeue.iter().rev() {
             if d.subscriber().route().kind == RouteKind::Queue {
                 let key = &d.subscriber().route().key;
-                let item = (d.message().clone(), d.redelivered());
-                self.with_queue(key, |q| q.pending.push_front(item));
+                self.with_queue(key, |q| q.requeue(d, &cx, &mut dead));
             }
         }
         // Offer waiting messages to whoever has credit now: once per run of deliveries from the
@@ -338,23 +697,35 @@ impl Backend for MemoryBackend {
         for d in acked.iter().chain(requeue.iter()) {
             let r = d.subscriber().route();
             if r.kind == RouteKind::Queue && last != Some(&r.key) {
-                self.dispatch_queue(&r.key);
+                self.dispatch_queue(&r.key, &mut dead);
                 last = Some(&r.key);
             }
+        }
+        if !dead.is_empty() {
+            self.deliver_dead_letters(dead);
         }
     }
 
     fn resume(&self, subscriber: &Arc<Subscriber>) {
         let route = subscriber.route();
         if route.kind == RouteKind::Queue {
-            self.dispatch_queue(&route.key);
+            let mut dead = Vec::new();
+            self.dispatch_queue(&route.key, &mut dead);
+            if !dead.is_empty() {
+                self.deliver_dead_letters(dead);
+            }
         }
     }
 
     fn stats(&self) -> BackendStats {
         let t = read(&self.fanout);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut s = BackendStats {
             subscriptions: t.wildcard.len() + t.exact.values().map(Vec::len).sum::<usize>(),
+            expired: get(&self.counters.expired),
+            dead_lettered: get(&self.counters.dead_lettered),
+            overflowed: get(&self.counters.overflowed),
+            discarded: get(&self.counters.discarded),
             ..BackendStats::default()
         };
         drop(t);
@@ -366,5 +737,21 @@ impl Backend for MemoryBackend {
             s.subscriptions += q.consumers.len();
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_count_and_expiry() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_765_000_000_123);
+        assert_eq!(unpack_tag(pack_tag(0, None)), (0, None));
+        assert_eq!(unpack_tag(pack_tag(7, Some(t))), (7, Some(t)));
+        assert_eq!(
+            unpack_tag(pack_tag(u32::MAX, None)).0,
+            (1 << COUNT_BITS) - 1
+        );
     }
 }

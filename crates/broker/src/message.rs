@@ -6,6 +6,7 @@
 //! version, lazily, by the first session that sends it; the body is never copied.
 
 use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
@@ -13,8 +14,9 @@ use switchboard_stomp::{Headers, Version};
 
 use crate::destination::DestinationKind;
 
-/// Headers of a SEND that are not passed on to MESSAGE frames (the broker sets its own).
-const RESERVED: [&str; 8] = [
+/// Headers of a SEND that are not passed on to MESSAGE frames (the broker sets its own; the
+/// dead-letter headers only the broker may write).
+const RESERVED: [&str; 11] = [
     "destination",
     "transaction",
     "receipt",
@@ -23,7 +25,40 @@ const RESERVED: [&str; 8] = [
     "subscription",
     "ack",
     "redelivered",
+    "original-destination",
+    "dead-letter-reason",
+    "delivery-count",
 ];
+
+/// Why a message was dead-lettered (the `dead-letter-reason` header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeadLetterReason {
+    /// NACKed or abandoned after its last allowed delivery (`max-redeliveries`).
+    MaxRedeliveries,
+    /// Its `expires` time or its queue's TTL passed before it was delivered (`expired`).
+    Expired,
+    /// Dropped as the oldest message of a full `drop-oldest` queue (`max-length`).
+    MaxLength,
+}
+
+impl DeadLetterReason {
+    /// The header value: `max-redeliveries`, `expired` or `max-length`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::MaxRedeliveries => "max-redeliveries",
+            DeadLetterReason::Expired => "expired",
+            DeadLetterReason::MaxLength => "max-length",
+        }
+    }
+}
+
+/// Parses an `expires` header: milliseconds since the Unix epoch, `0` = never. `Err` if it is
+/// not a number.
+pub fn parse_expires(value: &str) -> Result<Option<SystemTime>, std::num::ParseIntError> {
+    let ms: u64 = value.trim().parse()?;
+    Ok((ms != 0).then(|| UNIX_EPOCH + Duration::from_millis(ms)))
+}
 
 /// A published message: destination, broker-assigned id, user headers and body.
 #[derive(Debug)]
@@ -34,6 +69,8 @@ pub struct Message {
     headers: Headers,
     body: Bytes,
     size_hint: usize,
+    expires: Option<SystemTime>,
+    dead_letter: bool,
     encoded: [OnceLock<Bytes>; 3],
 }
 
@@ -42,7 +79,11 @@ impl Message {
     ///
     /// `headers` are the SEND's headers: `destination`, `transaction`, `receipt`,
     /// `content-length`, `message-id`, `subscription`, `ack` and `redelivered` are dropped (the
-    /// broker writes its own); everything else, `content-type` included, is passed on.
+    /// broker writes its own; so are `original-destination`, `dead-letter-reason` and
+    /// `delivery-count`, which only dead letters carry); everything else, `content-type` and
+    /// `expires` included, is passed on. An `expires` header (milliseconds since the Unix epoch,
+    /// 0 = never) sets [`expires`](Self::expires); one that is not a number is ignored here (a
+    /// session refuses such a SEND).
     pub fn new(
         id: impl Into<ByteString>,
         destination: impl Into<ByteString>,
@@ -52,7 +93,11 @@ impl Message {
     ) -> Message {
         let mut kept = Headers::new();
         let mut size = 0usize;
+        let mut expires = None;
         for h in headers {
+            if &*h.name == "expires" {
+                expires = parse_expires(&h.value).ok().flatten();
+            }
             if !RESERVED.contains(&&*h.name) {
                 size += h.name.len() + h.value.len() + 2;
                 kept.push(h.name.clone(), h.value.clone());
@@ -68,8 +113,69 @@ impl Message {
             headers: kept,
             body,
             size_hint: size,
+            expires,
+            dead_letter: false,
             encoded: Default::default(),
         }
+    }
+
+    /// This message as a dead letter sent to `destination`: same id, headers and body (shared,
+    /// not copied), without `expires`, plus `original-destination` (where it was),
+    /// `dead-letter-reason` and `delivery-count` (how many times consumers received it).
+    pub fn dead_letter(
+        &self,
+        destination: impl Into<ByteString>,
+        reason: DeadLetterReason,
+        delivery_count: u32,
+    ) -> Message {
+        let destination = destination.into();
+        let mut kept = Headers::new();
+        let mut size = 0usize;
+        for h in &self.headers {
+            if &*h.name != "expires" {
+                size += h.name.len() + h.value.len() + 2;
+                kept.push(h.name.clone(), h.value.clone());
+            }
+        }
+        let extra = [
+            ("original-destination", self.destination.clone()),
+            (
+                "dead-letter-reason",
+                ByteString::from_static(reason.as_str()),
+            ),
+            (
+                "delivery-count",
+                ByteString::from(itoa(u64::from(delivery_count)).as_str().to_owned()),
+            ),
+        ];
+        for (name, value) in extra {
+            size += name.len() + value.len() + 2;
+            kept.push(ByteString::from_static(name), value);
+        }
+        size += self.body.len() + self.id.len() + destination.len() + 80;
+        Message {
+            id: self.id.clone(),
+            destination,
+            kind: DestinationKind::Queue,
+            headers: kept,
+            body: self.body.clone(),
+            size_hint: size,
+            expires: None,
+            dead_letter: true,
+            encoded: Default::default(),
+        }
+    }
+
+    /// When the message expires (its `expires` header), if ever.
+    pub fn expires(&self) -> Option<SystemTime> {
+        self.expires
+    }
+
+    /// Whether this is a dead letter (made by [`dead_letter`](Self::dead_letter)). A dead letter
+    /// is never dead-lettered again: if it expires, overflows or exceeds its redeliveries in its
+    /// dead-letter queue, it is discarded (and counted).
+    pub fn is_dead_letter(&self) -> bool {
+        self.dead_letter
     }
 
     /// The `message-id`.

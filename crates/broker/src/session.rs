@@ -20,7 +20,7 @@ use crate::auth::{ConnectInfo, Principal};
 use crate::broker::{BrokerInner, SendTarget, SessionOptions, backend_error};
 use crate::destination::RouteKind;
 use crate::error::{ErrorKind, StompError};
-use crate::message::{itoa, put_header, put_raw_header};
+use crate::message::{itoa, parse_expires, put_header, put_raw_header};
 use crate::outbox::{EncodedFrame, FrameKind, OutboundSignal, Outbox};
 use crate::subscription::{AckMode, Delivery, Subscriber};
 
@@ -79,7 +79,8 @@ struct Unacked {
 struct SubState {
     sub: Arc<Subscriber>,
     unacked: VecDeque<Unacked>,
-    /// `subscription:<id>\n\n`, the whole per-delivery head of an auto-ack first delivery:
+    /// `subscription:<id>\nredelivered:false\n\n`, the whole per-delivery head of an auto-ack
+    /// first delivery:
     /// encoded once per subscription, shared by every MESSAGE.
     auto_head: Bytes,
 }
@@ -667,6 +668,14 @@ impl Session {
         let Some(dest) = header_of(&frame, "destination") else {
             return Err(StompError::missing("SEND", "destination"));
         };
+        if let Some(v) = header_of(&frame, "expires")
+            && parse_expires(v).is_err()
+        {
+            return Err(StompError::new(
+                ErrorKind::InvalidHeader,
+                format!("expires must be milliseconds since the Unix epoch (0 = never), got '{v}'"),
+            ));
+        }
         // Validate the destination now, even inside a transaction: a SEND that could never be
         // routed is an ERROR at that frame, not at COMMIT.
         let target = self
@@ -769,14 +778,14 @@ impl Session {
             ack,
             prefetch,
         ));
-        let mut auto_head = BytesMut::with_capacity(16 + id.len());
+        let mut auto_head = BytesMut::with_capacity(40 + id.len());
         put_header(
             &mut auto_head,
             "subscription",
             &id,
             self.version.unwrap_or(Version::V1_2),
         );
-        auto_head.put_u8(b'\n');
+        auto_head.put_slice(b"redelivered:false\n\n");
         self.subs.insert(
             key,
             SubState {
@@ -1131,6 +1140,8 @@ impl Session {
             }
             return None;
         };
+        let mut delivery = delivery;
+        delivery.set_shown();
         let message = delivery.message().clone();
         self.out_counts[message.kind().index()] += 1;
         if st.sub.ack_mode() == AckMode::Auto && !delivery.redelivered() {
@@ -1157,8 +1168,11 @@ impl Session {
             head.put_slice(itoa(seq).as_str().as_bytes());
             head.put_u8(b'\n');
         }
+        // On every MESSAGE, like RabbitMQ and ActiveMQ (clients read `headers['redelivered']`).
         if delivery.redelivered() {
             head.put_slice(b"redelivered:true\n");
+        } else {
+            head.put_slice(b"redelivered:false\n");
         }
         head.put_u8(b'\n');
         if st.sub.ack_mode() != AckMode::Auto {

@@ -241,6 +241,7 @@ impl Subscriber {
             subscriber: self.clone(),
             redelivered,
             tag,
+            shown: false,
         };
         self.outbox.push(delivery).map_err(|(e, _)| {
             self.release(1);
@@ -263,6 +264,7 @@ impl Subscriber {
                 subscriber: self.clone(),
                 redelivered: false,
                 tag: 0,
+                shown: false,
             };
             if self.outbox.push_reserved(delivery).is_err() {
                 // Closing: nothing more will be sent.
@@ -289,8 +291,8 @@ impl Subscriber {
     /// session asks [`Backend::resume`](crate::Backend::resume) once it has drained). (For a
     /// client-ack fan-out subscription at its prefetch limit: holds it, charged against the session's outbound limits, until an
     /// ACK/NACK gives credit back; refused with `Full` per the slow-consumer policy when those
-    /// limits are reached). `redelivered` adds `redelivered:true` to the
-    /// MESSAGE; `tag` is the backend's own token for this delivery (given back in
+    /// limits are reached). `redelivered` makes the MESSAGE say `redelivered:true` (else
+    /// `redelivered:false`); `tag` is the backend's own token for this delivery (given back in
     /// [`Backend::settle`](crate::Backend::settle)), 0 if unused.
     pub fn offer(
         self: &Arc<Self>,
@@ -329,6 +331,7 @@ impl Subscriber {
             subscriber: self.clone(),
             redelivered,
             tag,
+            shown: false,
         };
         match self.outbox.push(delivery) {
             Ok(()) => Ok(()),
@@ -360,6 +363,7 @@ pub struct Delivery {
     subscriber: Arc<Subscriber>,
     redelivered: bool,
     tag: u64,
+    shown: bool,
 }
 
 impl Delivery {
@@ -384,7 +388,19 @@ impl Delivery {
         self.tag
     }
 
+    /// Whether the session handed this delivery's MESSAGE to the transport (the client saw
+    /// it). On deliveries given back to [`Backend::settle`](crate::Backend::settle) for
+    /// requeueing, a backend counts a delivery attempt only if this is set (a message still
+    /// queued in the outbox when its session closed was never seen).
+    pub fn shown(&self) -> bool {
+        self.shown
+    }
+
     pub(crate) fn set_redelivered(&mut self, r: bool) {
         self.redelivered = r;
+    }
+
+    pub(crate) fn set_shown(&mut self) {
+        self.shown = true;
     }
 }

@@ -246,7 +246,7 @@ fn nack_redelivers_to_another_consumer() {
     let p = net.connect("1.2");
     net.frame(p, send("/queue/q", "m"));
     let m = net.message(a);
-    assert_eq!(m.get("redelivered"), None);
+    assert_eq!(m.get("redelivered"), Some("false"));
     let b = net.connect("1.2");
     net.frame(b, subscribe("s", "/queue/q"));
     net.frame(a, nack(m.get("ack").unwrap()));
