@@ -5,9 +5,12 @@
 //! SOCKJS_URL=http://127.0.0.1:8081 ./venv/bin/python sockjs-protocol.py
 //! ```
 //!
-//! Endpoints: `/echo` (response limit 4096 bytes), `/disabled_websocket_echo` (websocket
-//! off), `/cookie_needed_echo` (JSESSIONID cookies), `/close` (every new session is closed
-//! with 3000 "Go away!").
+//! Endpoints: `/echo` (response limit 4096 bytes, as the suite expects),
+//! `/disabled_websocket_echo` (websocket off), `/cookie_needed_echo` (JSESSIONID cookies),
+//! `/close` (every new session is closed with 3000 "Go away!").
+//!
+//! `--response-limit N` sets another streaming response limit (load runs use the 128 KiB
+//! default of real servers: `-- 127.0.0.1:8081 --response-limit 131072`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,8 +29,8 @@ fn echo(conn: Connection) {
     });
 }
 
-fn endpoints() -> Vec<SockJs> {
-    let base = Config::default().response_limit(4096);
+fn endpoints(response_limit: usize) -> Vec<SockJs> {
+    let base = Config::default().response_limit(response_limit);
     vec![
         SockJs::new(base.clone().prefix("/echo"), echo),
         SockJs::new(
@@ -48,15 +51,26 @@ fn endpoints() -> Vec<SockJs> {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8081".into());
+    let mut addr = "127.0.0.1:8081".to_owned();
+    let mut response_limit = 4096;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--response-limit" => {
+                response_limit = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| std::io::Error::other("--response-limit needs a number"))?;
+            }
+            _ => addr = a,
+        }
+    }
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
         "SockJS protocol test server on http://{}",
         listener.local_addr()?
     );
-    let endpoints = Arc::new(endpoints());
+    let endpoints = Arc::new(endpoints(response_limit));
     loop {
         let (tcp, peer) = listener.accept().await?;
         let endpoints = endpoints.clone();

@@ -184,6 +184,28 @@ impl Default for Config {
     }
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("prefix", &self.prefix)
+            .field("websocket", &self.websocket)
+            .field("disabled_transports", &self.disabled_transports)
+            .field("cookie_needed", &self.cookie_needed)
+            .field("heartbeat", &self.heartbeat)
+            .field("disconnect_delay", &self.disconnect_delay)
+            .field("response_limit", &self.response_limit)
+            .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("max_message_size", &self.max_message_size)
+            .field("max_sessions", &self.max_sessions)
+            .field("client_url", &self.client_url)
+            .field(
+                "origin_policy",
+                &self.origin_policy.as_ref().map(|_| "<fn>"),
+            )
+            .finish()
+    }
+}
+
 impl Config {
     /// Sets [`Config::prefix`].
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {

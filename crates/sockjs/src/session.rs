@@ -625,4 +625,91 @@ mod tests {
         s.close(3000, "Go away!");
         assert_eq!(s.poll_frame(t0).unwrap().kind, FrameKind::Close);
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Attach,
+            Detach,
+            Send(String),
+            Poll,
+            Close(u16),
+            Advance(u64),
+            Timeout,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                Just(Op::Attach),
+                Just(Op::Detach),
+                ".{0,40}".prop_map(Op::Send),
+                Just(Op::Poll),
+                (1000u16..5000).prop_map(Op::Close),
+                (0u64..30_000).prop_map(Op::Advance),
+                Just(Op::Timeout),
+            ]
+        }
+
+        proptest! {
+            /// Any operation sequence on a fake clock: the queue stays within its limit, every
+            /// `a[...]` carries exactly the messages sent since the previous one, the first
+            /// close frame is the one repeated, and a reaped session yields nothing.
+            #[test]
+            fn invariants(ops in proptest::collection::vec(op(), 0..80)) {
+                let t0 = Instant::now();
+                let mut now = t0;
+                let mut s = Session::new(cfg(), Framing::SockJs, now);
+                let mut pending: Vec<String> = Vec::new();
+                let mut first_close: Option<Bytes> = None;
+                for op in ops {
+                    match op {
+                        Op::Attach => { let _ = s.attach(now); }
+                        Op::Detach => s.detach(now),
+                        Op::Send(m) => match s.send(&m) {
+                            Ok(()) => pending.push(m),
+                            Err(Refused::QueueFull) => pending.clear(),
+                            Err(Refused::Closed) => prop_assert!(s.is_closed()),
+                        },
+                        Op::Poll => {
+                            if let Some(f) = s.poll_frame(now) {
+                                match f.kind {
+                                    FrameKind::Messages => {
+                                        let got = json::decode_array(&f.bytes[1..]).unwrap();
+                                        prop_assert_eq!(got, std::mem::take(&mut pending));
+                                    }
+                                    FrameKind::Close => {
+                                        prop_assert!(pending.is_empty());
+                                        prop_assert_eq!(Some(&f.bytes), first_close.as_ref());
+                                    }
+                                    _ => {}
+                                }
+                            } else {
+                                prop_assert!(!s.is_attached() || s.is_reaped() || pending.is_empty());
+                            }
+                        }
+                        Op::Close(code) => s.close(code, "bye"),
+                        Op::Advance(ms) => now += Duration::from_millis(ms),
+                        Op::Timeout => {
+                            if s.handle_timeout(now).reaped {
+                                pending.clear();
+                            }
+                        }
+                    }
+                    prop_assert!(s.queued_bytes() <= 100);
+                    if let Some(c) = &first_close {
+                        prop_assert_eq!(Some(c), s.close_info().map(|i| &i.frame));
+                    } else if let Some(i) = s.close_info() {
+                        first_close = Some(i.frame.clone());
+                    }
+                    if s.is_reaped() {
+                        prop_assert_eq!(s.poll_timeout(), None);
+                        prop_assert!(s.poll_frame(now).is_none());
+                    }
+                }
+            }
+        }
+    }
 }
