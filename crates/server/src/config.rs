@@ -487,6 +487,18 @@ impl Config {
                 )));
             }
         }
+        if self.sockjs.enabled
+            && let Some(p) = self
+                .websocket
+                .paths
+                .iter()
+                .find(|p| p.trim_end_matches('/').is_empty())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "WebSocket path `{p}` would put SockJS over every URL; use a path such as `/chat` \
+                 (or [sockjs] enabled = false)"
+            )));
+        }
         for t in &self.sockjs.disabled_transports {
             if !SOCKJS_TRANSPORTS.contains(&t.as_str()) {
                 return Err(ConfigError::Invalid(format!(
@@ -663,6 +675,11 @@ mod tests {
         assert!(c.validate().is_err());
         let c = Config::from_toml("[sockjs]\nheartbeat_ms = 0").unwrap();
         assert!(c.validate().is_err());
+        let c = Config::from_toml("[websocket]\npaths = [\"/\"]").unwrap();
+        assert!(c.validate().is_err());
+        let c =
+            Config::from_toml("[websocket]\npaths = [\"/\"]\n[sockjs]\nenabled = false").unwrap();
+        c.validate().unwrap();
         assert!(Config::from_toml("[sockjs]\nenable = true").is_err());
         assert!(Config::from_toml("[chat]\nenabled = \"yes\"").is_err());
     }

@@ -142,6 +142,12 @@ async fn route(
             Some(page) => crate::demo_page::response(page.clone()),
             None => text(StatusCode::NOT_FOUND, "not found\n"),
         },
+        // Browsers ask for it with every page; an empty answer keeps their consoles quiet.
+        (&Method::GET | &Method::HEAD, "/favicon.ico") if shared.page.is_some() => {
+            let mut r = Response::new(full(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
         (&Method::GET | &Method::HEAD, "/healthz") => {
             if shared.shutdown_signal().is_down() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")

@@ -812,18 +812,69 @@ async fn sockjs_session_over_the_connection_limit_is_closed() {
     let mut config = test_config();
     config.limits.max_connections = 2;
     let server = start(config).await;
-    // One TCP connection holds a slot; the xhr request takes the second while it is open,
-    // the session would need a third.
+    // One TCP connection holds a slot and the xhr request the second while it is open: the
+    // session would need a third.
     let mut tcp = StompClient::tcp(server.stomp()).await;
     tcp.connect().await;
-    let r = request(server.http(), "POST", "/chat/000/full/xhr", "", b"").await;
-    assert_eq!(r.status, 200, "{}", r.head);
-    let body = r.text().await;
-    assert!(body == "o\n" || body.starts_with("c[1013"), "{body}");
-    if body == "o\n" {
+    let mut frames = Vec::new();
+    for _ in 0..100 {
         let r = request(server.http(), "POST", "/chat/000/full/xhr", "", b"").await;
+        if r.status == 503 {
+            // The previous request's connection has not released its slot yet.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        }
+        assert_eq!(r.status, 200, "{}", r.head);
         let body = r.text().await;
-        assert_eq!(body, "c[1013,\"Too many connections\"]\n");
+        let closed = body.starts_with('c');
+        frames.push(body);
+        if closed {
+            break;
+        }
     }
+    let last = frames.last().expect("answers");
+    assert_eq!(last, "c[1013,\"Too many connections\"]\n", "{frames:?}");
+    assert!(frames.len() <= 2, "{frames:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn stomp_heart_beats_go_out_as_sockjs_messages() {
+    let mut config = test_config();
+    config.limits.heartbeat_ms = [50, 0];
+    let server = start(config).await;
+    let mut c = SockJsStomp::open(server.http(), "xhr_streaming").await;
+    c.send(
+        Frame::new(Command::Connect)
+            .header("accept-version", "1.2")
+            .header("host", "localhost")
+            .header("heart-beat", "0,50"),
+    )
+    .await;
+    assert_eq!(c.recv().await.command, Command::Connected);
+    // The next SockJS frames: heart-beat EOLs as messages, each its own message.
+    let mut eols = 0;
+    for _ in 0..3 {
+        match c.next_sj().await {
+            Some(SjFrame::Messages(ms)) => {
+                assert!(ms.iter().all(|m| m == "\n"), "{ms:?}");
+                eols += ms.len();
+            }
+            other => panic!("expected heart-beats, got {other:?}"),
+        }
+    }
+    assert!(eols >= 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sockjs_session_without_connect_gets_error_after_the_connect_timeout() {
+    let mut config = test_config();
+    config.limits.connect_timeout_ms = 200;
+    let server = start(config).await;
+    let mut c = SockJsStomp::open(server.http(), "xhr_streaming").await;
+    let e = c.recv().await;
+    assert_eq!(e.command, Command::Error, "{e:?}");
+    assert_eq!(c.expect_closed().await, (1000, "Normal closure".into()));
     server.shutdown().await;
 }
