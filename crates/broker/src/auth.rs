@@ -3,34 +3,138 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use switchboard_stomp::Headers;
 
-/// The authenticated identity of a session. User destinations (`/user/...`) are keyed by its name.
+use crate::access::{Action, CompiledGrant, Grant};
+use crate::destination::Pattern;
+
+/// The authenticated identity of a session: a name (user destinations `/user/...` are keyed by
+/// it), and optionally groups (for [`Who::Group`](crate::Who::Group) ACL rules), destination
+/// grants (e.g. from a token's claims) and an expiry (a token's `exp`). Cheap to clone.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use switchboard_broker::{Action, Grant, Principal};
+///
+/// let p = Principal::new("alice")
+///     .with_groups(["staff"])
+///     .with_grants([Grant { actions: vec![Action::Subscribe], destinations: vec!["/topic/room.7".into()] }])
+///     .with_expiry(SystemTime::now() + Duration::from_secs(3600));
+/// assert_eq!(p.name(), "alice");
+/// assert!(p.grants_allow(Action::Subscribe, "/topic/room.7", None));
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Principal(Arc<str>);
+pub struct Principal(Arc<PrincipalInner>);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PrincipalInner {
+    name: Box<str>,
+    groups: Vec<String>,
+    grants: Vec<Grant>,
+    compiled: Vec<CompiledGrant>,
+    expires_at: Option<SystemTime>,
+}
 
 impl Principal {
-    /// A principal called `name`.
-    pub fn new(name: impl Into<Arc<str>>) -> Principal {
-        Principal(name.into())
+    /// A principal called `name`, with no groups, no grants and no expiry.
+    pub fn new(name: impl Into<String>) -> Principal {
+        Principal(Arc::new(PrincipalInner {
+            name: name.into().into_boxed_str(),
+            groups: Vec::new(),
+            grants: Vec::new(),
+            compiled: Vec::new(),
+            expires_at: None,
+        }))
     }
 
     /// The principal's name.
     pub fn name(&self) -> &str {
-        &self.0
+        &self.0.name
+    }
+
+    /// Adds groups (e.g. from a user list or a token's `groups`/`roles` claim).
+    pub fn with_groups<I, G>(mut self, groups: I) -> Principal
+    where
+        I: IntoIterator<Item = G>,
+        G: Into<String>,
+    {
+        Arc::make_mut(&mut self.0)
+            .groups
+            .extend(groups.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds destination grants (e.g. from a token's claims). See [`Grant`].
+    pub fn with_grants(mut self, grants: impl IntoIterator<Item = Grant>) -> Principal {
+        let inner = Arc::make_mut(&mut self.0);
+        for g in grants {
+            inner.compiled.push(CompiledGrant::new(&g));
+            inner.grants.push(g);
+        }
+        self
+    }
+
+    /// Sets when this authentication expires (e.g. a token's `exp`): the session then sends
+    /// `ERROR message:Token expired` and closes, unless it re-authenticated before (see
+    /// [`Session::reauthenticate`](crate::Session::reauthenticate)). Read against
+    /// [`BrokerConfig::clock`](crate::BrokerConfig::clock).
+    pub fn with_expiry(mut self, at: SystemTime) -> Principal {
+        Arc::make_mut(&mut self.0).expires_at = Some(at);
+        self
+    }
+
+    /// The groups.
+    pub fn groups(&self) -> &[String] {
+        &self.0.groups
+    }
+
+    /// The grants.
+    pub fn grants(&self) -> &[Grant] {
+        &self.0.grants
+    }
+
+    /// When the authentication expires, if it does.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.0.expires_at
+    }
+
+    /// Whether one of the grants allows `action` on `destination` (`pattern`: the compiled
+    /// wildcard subscription, which a grant must cover entirely).
+    pub fn grants_allow(
+        &self,
+        action: Action,
+        destination: &str,
+        pattern: Option<&Pattern>,
+    ) -> bool {
+        self.0
+            .compiled
+            .iter()
+            .any(|g| g.allows(action, destination, pattern))
     }
 }
 
 impl fmt::Debug for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Principal({:?})", &*self.0)
+        let mut d = f.debug_tuple("Principal");
+        d.field(&&*self.0.name);
+        if !self.0.groups.is_empty() {
+            d.field(&self.0.groups);
+        }
+        if !self.0.grants.is_empty() {
+            d.field(&self.0.grants);
+        }
+        if let Some(t) = self.0.expires_at {
+            d.field(&t);
+        }
+        d.finish()
     }
 }
 
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.0.name)
     }
 }
 
@@ -43,6 +147,11 @@ pub struct ConnectInfo<'a> {
     pub passcode: Option<&'a str>,
     /// The `host` header (any host is accepted unless the authenticator says otherwise).
     pub host: Option<&'a str>,
+    /// A credential the transport received outside STOMP (an HTTP `Authorization: Bearer`
+    /// header or an `access_token` query parameter of the WebSocket upgrade), set with
+    /// [`Session::set_token`](crate::Session::set_token). An authenticator reads it when the
+    /// frame carries no `passcode`.
+    pub token: Option<&'a str>,
     /// Every header of the frame.
     pub headers: &'a Headers,
 }
@@ -64,6 +173,11 @@ impl std::error::Error for AuthError {}
 
 /// Decides whether a CONNECT may proceed and as whom. Called on the session's task: keep it fast
 /// (a slow check should be cached by the implementation).
+///
+/// Also called to re-authenticate a connected session (a token refreshed before it expires):
+/// the principal it returns then must have the same name. A refusal's `message` should not
+/// say which part of the credentials was wrong; every refusal is counted in
+/// `MetricsSnapshot::auth_failures`.
 pub trait Authenticator: Send + Sync + 'static {
     /// `Ok(Some(p))`: connected as `p`; `Ok(None)`: connected anonymously; `Err`: refused.
     fn authenticate(&self, info: &ConnectInfo<'_>) -> Result<Option<Principal>, AuthError>;
@@ -145,6 +259,7 @@ mod tests {
             login,
             passcode: pass,
             host: None,
+            token: None,
             headers: h,
         }
     }

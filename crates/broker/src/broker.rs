@@ -11,6 +11,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use switchboard_stomp::{Headers, Version};
 
+use crate::access::Authorizer;
 use crate::app::{AppContext, AppError, AppHandler, AppMessage, FnHandler};
 use crate::auth::{AllowAll, Authenticator, Principal};
 use crate::backend::{Backend, BackendError, Publication, PublishOutcome};
@@ -36,6 +37,7 @@ pub struct BrokerBuilder {
     config: BrokerConfig,
     backend: Option<Arc<dyn Backend>>,
     authenticator: Option<Arc<dyn Authenticator>>,
+    authorizer: Option<Arc<dyn Authorizer>>,
     handlers: Vec<(String, Arc<dyn AppHandler>)>,
 }
 
@@ -61,6 +63,13 @@ impl BrokerBuilder {
     /// Uses `authenticator` instead of [`AllowAll`].
     pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
         self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// Checks every SUBSCRIBE and SEND with `authorizer` (e.g. an
+    /// [`AclAuthorizer`](crate::AclAuthorizer)). Without one, every destination is open.
+    pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = Some(authorizer);
         self
     }
 
@@ -92,6 +101,7 @@ impl BrokerBuilder {
                 config: self.config,
                 backend,
                 authenticator: self.authenticator.unwrap_or_else(|| Arc::new(AllowAll)),
+                authorizer: self.authorizer,
                 handlers,
                 metrics: Metrics::default(),
                 sessions: Mutex::new(HashMap::new()),
@@ -136,6 +146,7 @@ impl Broker {
             config,
             backend: None,
             authenticator: None,
+            authorizer: None,
             handlers: Vec::new(),
         }
     }
@@ -166,6 +177,13 @@ impl Broker {
                 message: e.message,
                 detail: e.detail,
             })
+    }
+
+    /// Counts a failed authentication the transport decided itself (e.g. a bad bearer token on
+    /// the WebSocket upgrade), in `MetricsSnapshot::auth_failures` beside the CONNECTs the
+    /// authenticator refused.
+    pub fn record_auth_failure(&self) {
+        self.inner.metrics.auth_failure();
     }
 
     /// A snapshot of the counters and backend gauges.
@@ -234,6 +252,7 @@ pub(crate) struct BrokerInner {
     pub(crate) config: BrokerConfig,
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) authorizer: Option<Arc<dyn Authorizer>>,
     handlers: Vec<(String, Arc<dyn AppHandler>)>,
     pub(crate) metrics: Metrics,
     pub(crate) sessions: Mutex<HashMap<u64, OutboundSignal>>,
@@ -503,6 +522,15 @@ impl BrokerInner {
             ErrorKind::InvalidDestination,
             format!("no handler for application destination {dest}"),
         ))
+    }
+
+    /// The destination a SEND to application destination `dest` is rewritten to, when no
+    /// handler takes it and a mapping does (checked by authorization like the SEND itself).
+    pub(crate) fn mapped_destination(&self, dest: &str) -> Option<ByteString> {
+        if self.find_handler(dest).is_some() {
+            return None;
+        }
+        self.map_app(dest).ok().map(|(route, _)| route.key)
     }
 
     fn find_handler(&self, dest: &str) -> Option<&(String, Arc<dyn AppHandler>)> {

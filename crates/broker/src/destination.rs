@@ -70,7 +70,7 @@ pub struct Route {
 }
 
 /// One segment of a compiled subscription pattern.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Segment {
     Literal(String),
     One,
@@ -78,7 +78,7 @@ enum Segment {
 }
 
 /// A compiled topic wildcard pattern (see the module docs for the syntax).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Pattern {
     segments: Vec<Segment>,
 }

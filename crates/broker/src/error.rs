@@ -54,11 +54,17 @@ pub enum ErrorKind {
     Frame,
     /// The broker is shutting down.
     Shutdown,
+    /// The authorizer (or the privacy of user destinations) refused a SUBSCRIBE or SEND; the
+    /// ERROR's `message` names the action and the destination.
+    AccessDenied,
+    /// The session's authentication expired (`message:Token expired`) and it did not
+    /// re-authenticate in time.
+    AuthExpired,
 }
 
 impl ErrorKind {
     /// Every kind (indexes the error counters).
-    pub const ALL: [ErrorKind; 23] = [
+    pub const ALL: [ErrorKind; 25] = [
         ErrorKind::NotConnected,
         ErrorKind::AlreadyConnected,
         ErrorKind::UnsupportedVersion,
@@ -82,6 +88,8 @@ impl ErrorKind {
         ErrorKind::ConnectTimeout,
         ErrorKind::Frame,
         ErrorKind::Shutdown,
+        ErrorKind::AccessDenied,
+        ErrorKind::AuthExpired,
     ];
 
     /// snake_case label for metrics.
@@ -110,6 +118,8 @@ impl ErrorKind {
             ErrorKind::ConnectTimeout => "connect_timeout",
             ErrorKind::Frame => "frame",
             ErrorKind::Shutdown => "shutdown",
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::AuthExpired => "auth_expired",
         }
     }
 
@@ -139,6 +149,8 @@ impl ErrorKind {
             ErrorKind::ConnectTimeout => "Connect timeout",
             ErrorKind::Frame => "Malformed frame",
             ErrorKind::Shutdown => "Server shutting down",
+            ErrorKind::AccessDenied => "Access denied",
+            ErrorKind::AuthExpired => "Token expired",
         }
     }
 

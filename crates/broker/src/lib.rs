@@ -88,6 +88,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod access;
 mod app;
 mod auth;
 mod backend;
@@ -102,6 +103,7 @@ mod outbox;
 mod session;
 mod subscription;
 
+pub use access::{AccessRequest, AclAuthorizer, AclError, AclRule, Action, Authorizer, Grant, Who};
 pub use app::{AppContext, AppError, AppHandler, AppMessage};
 pub use auth::{AllowAll, AuthError, Authenticator, ConnectInfo, Principal, StaticUsers};
 pub use backend::{Backend, BackendError, BackendStats, Publication, PublishOutcome};

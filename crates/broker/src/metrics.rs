@@ -18,6 +18,7 @@ pub(crate) struct Metrics {
     pub(crate) messages_dropped: AtomicU64,
     pub(crate) messages_redelivered: AtomicU64,
     pub(crate) errors: [AtomicU64; ErrorKind::ALL.len()],
+    pub(crate) auth_failures: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -43,6 +44,9 @@ impl Metrics {
             self.messages_redelivered
                 .fetch_add(n as u64, Ordering::Relaxed);
         }
+    }
+    pub(crate) fn auth_failure(&self) {
+        inc(&self.auth_failures);
     }
     pub(crate) fn error(&self, kind: ErrorKind) {
         inc(&self.errors[kind.index()]);
@@ -73,6 +77,7 @@ impl Metrics {
             messages_out: kinds(&self.messages_out),
             messages_dropped: get(&self.messages_dropped),
             messages_redelivered: get(&self.messages_redelivered),
+            auth_failures: get(&self.auth_failures),
             errors: ErrorKind::ALL
                 .iter()
                 .map(|k| (*k, get(&self.errors[k.index()])))
@@ -134,8 +139,15 @@ pub struct MetricsSnapshot {
     pub messages_dropped: u64,
     /// Queue messages given back for redelivery (NACK, consumer gone).
     pub messages_redelivered: u64,
+    /// Failed authentications: CONNECTs the authenticator refused, failed re-authentications,
+    /// and refusals the transport reported with
+    /// [`Broker::record_auth_failure`](crate::Broker::record_auth_failure) (e.g. a bad token on
+    /// the WebSocket upgrade). Expired authentications are `errors` of kind `auth_expired`.
+    pub auth_failures: u64,
     /// ERROR frames sent, by kind (every kind listed, zeros included). `slow_consumer` is the
-    /// number of slow consumers disconnected; `heart_beat_timeout` of silent peers dropped.
+    /// number of slow consumers disconnected; `heart_beat_timeout` of silent peers dropped;
+    /// `access_denied` of SUBSCRIBE/SENDs refused by authorization. Message lifecycle counters
+    /// (expired, dead-lettered, overflowed, discarded) are in `backend`.
     pub errors: Vec<(ErrorKind, u64)>,
     /// Backend gauges (queues, pending messages, registered subscriptions).
     pub backend: BackendStats,

@@ -16,9 +16,10 @@ use switchboard_stomp::header::{
 };
 use switchboard_stomp::{Command, Frame, Version};
 
-use crate::auth::{ConnectInfo, Principal};
+use crate::access::{AccessRequest, Action};
+use crate::auth::{AuthError, ConnectInfo, Principal};
 use crate::broker::{BrokerInner, SendTarget, SessionOptions, backend_error};
-use crate::destination::RouteKind;
+use crate::destination::{DestinationKind, Pattern, RouteKind};
 use crate::error::{ErrorKind, StompError};
 use crate::message::{itoa, parse_expires, put_header, put_raw_header};
 use crate::outbox::{EncodedFrame, FrameKind, OutboundSignal, Outbox};
@@ -97,6 +98,10 @@ struct Transaction {
     bytes: usize,
 }
 
+/// SEND authorization decisions a session remembers (distinct destinations) before starting
+/// over.
+const SEND_ACCESS_CACHE: usize = 256;
+
 /// What a buffered frame is charged against `max_transaction_bytes`.
 fn buffered_size(frame: &Frame) -> usize {
     let headers: usize = frame
@@ -131,6 +136,13 @@ pub struct Session {
     allowed_versions: Vec<Version>,
     principal: Option<Principal>,
     user: ByteString,
+    /// A credential from the transport (`set_token`), for the authenticator.
+    token: Option<Box<str>>,
+    /// When the authentication expires (the principal's expiry, on the session's clock).
+    auth_deadline: Option<Instant>,
+    /// SEND authorization decisions per destination (only with an authorizer; bounded, cleared
+    /// on re-authentication).
+    send_access: HashMap<Box<str>, bool>,
     subs: HashMap<u64, SubState, BuildHasherDefault<KeyHasher>>,
     ids: HashMap<ByteString, u64>,
     next_key: u64,
@@ -205,6 +217,9 @@ impl Session {
             version: None,
             allowed_versions,
             principal: None,
+            token: None,
+            auth_deadline: None,
+            send_access: HashMap::new(),
             subs: HashMap::default(),
             ids: HashMap::new(),
             next_key: 1,
@@ -263,6 +278,158 @@ impl Session {
     /// The authenticated principal, if any.
     pub fn principal(&self) -> Option<&Principal> {
         self.principal.as_ref()
+    }
+
+    /// Gives the authenticator a credential the transport received outside STOMP (an HTTP
+    /// `Authorization: Bearer` header, an `access_token` query parameter): it appears as
+    /// [`ConnectInfo::token`] when the CONNECT arrives. Call before feeding CONNECT.
+    pub fn set_token(&mut self, token: impl Into<String>) {
+        self.token = Some(token.into().into_boxed_str());
+    }
+
+    /// When the session's authentication expires (it then sends `ERROR message:Token
+    /// expired` and closes), if it does.
+    pub fn auth_deadline(&self) -> Option<Instant> {
+        self.auth_deadline
+    }
+
+    /// Re-authenticates a connected session, e.g. with a refreshed token, before its
+    /// authentication expires: the broker's authenticator checks `info`; the principal it
+    /// returns must have the same name as the session's (user destinations and subscriptions
+    /// are keyed by it). On success the new principal (groups, grants, expiry) applies to the
+    /// frames that follow (subscriptions already made stay) and the expiry deadline moves. On
+    /// failure the session sends `ERROR` (the authenticator's message) and closes, and the
+    /// failure is counted in `auth_failures`.
+    ///
+    /// A client can do the same in-band: a session whose authentication expires accepts a
+    /// second CONNECT (or STOMP) frame carrying fresh credentials, answered with a RECEIPT if it
+    /// asks for one (no second CONNECTED). Without an expiry a second CONNECT stays an error.
+    pub fn reauthenticate(
+        &mut self,
+        info: &ConnectInfo<'_>,
+        now: Instant,
+    ) -> Result<(), AuthError> {
+        if self.state != State::Connected {
+            return Err(AuthError {
+                message: "Not connected".to_owned(),
+            });
+        }
+        match self.try_reauthenticate(info, now) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let auth = AuthError {
+                    message: e.message.clone(),
+                };
+                self.fail(e, None);
+                Err(auth)
+            }
+        }
+    }
+
+    fn try_reauthenticate(
+        &mut self,
+        info: &ConnectInfo<'_>,
+        now: Instant,
+    ) -> Result<(), StompError> {
+        let principal = self.authenticate(info)?;
+        let same = match (&principal, &self.principal) {
+            (Some(new), Some(old)) => new.name() == old.name(),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            self.broker.metrics.auth_failure();
+            return Err(StompError::new(
+                ErrorKind::AuthFailed,
+                "re-authentication must keep the session's principal",
+            ));
+        }
+        self.auth_deadline = self.deadline_of(principal.as_ref(), now)?;
+        self.principal = principal;
+        self.send_access.clear();
+        Ok(())
+    }
+
+    /// Runs the authenticator, counting a refusal.
+    fn authenticate(&self, info: &ConnectInfo<'_>) -> Result<Option<Principal>, StompError> {
+        self.broker.authenticator.authenticate(info).map_err(|e| {
+            self.broker.metrics.auth_failure();
+            StompError::new(ErrorKind::AuthFailed, format!("{e}")).with_message(e.message)
+        })
+    }
+
+    /// The session deadline of `principal`'s expiry; an error if it has passed already.
+    fn deadline_of(
+        &self,
+        principal: Option<&Principal>,
+        now: Instant,
+    ) -> Result<Option<Instant>, StompError> {
+        let Some(at) = principal.and_then(Principal::expires_at) else {
+            return Ok(None);
+        };
+        match at.duration_since(self.broker.config.clock.now()) {
+            Ok(left) if !left.is_zero() => Ok(Some(now + left)),
+            _ => Err(StompError::new(
+                ErrorKind::AuthExpired,
+                "the credentials have expired; connect with fresh ones",
+            )),
+        }
+    }
+
+    /// Checks `action` on `destination` with the broker's authorizer (SEND decisions cached).
+    fn check_access(
+        &mut self,
+        action: Action,
+        destination: &str,
+        pattern: Option<&Pattern>,
+    ) -> Result<(), StompError> {
+        let Some(authorizer) = &self.broker.authorizer else {
+            return Ok(());
+        };
+        let cached = if action == Action::Send {
+            self.send_access.get(destination).copied()
+        } else {
+            None
+        };
+        let allowed = match cached {
+            Some(a) => a,
+            None => {
+                let a = authorizer.authorize(&AccessRequest {
+                    principal: self.principal.as_ref(),
+                    action,
+                    destination,
+                    pattern,
+                });
+                if action == Action::Send {
+                    if self.send_access.len() >= SEND_ACCESS_CACHE {
+                        self.send_access.clear();
+                    }
+                    self.send_access.insert(destination.into(), a);
+                }
+                a
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(self.access_denied(action, destination, "the access rules do not allow it"))
+        }
+    }
+
+    fn access_denied(&self, action: Action, destination: &str, why: &str) -> StompError {
+        let who = match &self.principal {
+            Some(p) => format!("user '{}'", p.name()),
+            None => "an anonymous client".to_owned(),
+        };
+        let verb = match action {
+            Action::Subscribe => "subscribe to",
+            Action::Send => "send to",
+        };
+        StompError::new(
+            ErrorKind::AccessDenied,
+            format!("{who} may not {verb} {destination}: {why}"),
+        )
+        .with_message(format!("Access denied: {verb} {destination}"))
     }
 
     /// Whether CONNECT succeeded and the session is not closing.
@@ -334,7 +501,7 @@ impl Session {
                     ),
                 )),
             },
-            _ => self.on_frame(frame),
+            _ => self.on_frame(frame, now),
         };
         match result {
             Ok(Reply::Receipt) => {
@@ -471,17 +638,18 @@ impl Session {
                 } else {
                     self.heart_out.map(|d| self.last_sent + d)
                 };
-                match (inbound, outbound) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                [inbound, outbound, self.auth_deadline]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
             State::Closing | State::Closed => None,
         }
     }
 
-    /// Handles timers due at `now`: the connect timeout, the client's heart-beat deadline
-    /// (ERROR + close), and the broker's own heart-beat (an EOL to send).
+    /// Handles timers due at `now`: the connect timeout, the expiry of the authentication
+    /// (`ERROR message:Token expired` + close), the client's heart-beat deadline (ERROR +
+    /// close), and the broker's own heart-beat (an EOL to send).
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
             State::AwaitingConnect if now >= self.connect_deadline => {
@@ -491,6 +659,16 @@ impl Session {
                 );
             }
             State::Connected => {
+                if self.auth_deadline.is_some_and(|d| now >= d) {
+                    self.fail(
+                        StompError::new(
+                            ErrorKind::AuthExpired,
+                            "the session's authentication expired; reconnect (or re-authenticate before expiry) with fresh credentials",
+                        ),
+                        None,
+                    );
+                    return;
+                }
                 if let Some(d) = self.heart_in
                     && now >= self.last_received + self.grace(d)
                 {
@@ -554,8 +732,19 @@ impl Session {
 
     // ---- frames -------------------------------------------------------------------------
 
-    fn on_frame(&mut self, frame: Frame) -> Result<Reply, StompError> {
+    fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<Reply, StompError> {
         match frame.command {
+            Command::Connect | Command::Stomp if self.auth_deadline.is_some() => {
+                let info = ConnectInfo {
+                    login: header_of(&frame, "login"),
+                    passcode: header_of(&frame, "passcode"),
+                    host: header_of(&frame, "host"),
+                    token: None,
+                    headers: &frame.headers,
+                };
+                self.try_reauthenticate(&info, now)?;
+                Ok(Reply::Receipt)
+            }
             Command::Connect | Command::Stomp => Err(StompError::new(
                 ErrorKind::AlreadyConnected,
                 "the session is already connected",
@@ -619,11 +808,11 @@ impl Session {
             login: header_of(frame, "login"),
             passcode: header_of(frame, "passcode"),
             host: header_of(frame, "host"),
+            token: self.token.as_deref(),
             headers: &frame.headers,
         };
-        let principal = self.broker.authenticator.authenticate(&info).map_err(|e| {
-            StompError::new(ErrorKind::AuthFailed, format!("{e}")).with_message(e.message)
-        })?;
+        let principal = self.authenticate(&info)?;
+        self.auth_deadline = self.deadline_of(principal.as_ref(), now)?;
         if let Some(p) = &principal {
             self.user = ByteString::from(p.name().to_owned());
         }
@@ -681,6 +870,14 @@ impl Session {
         let target = self
             .broker
             .resolve_send_shared(dest, frame.headers.get_shared("destination"))?;
+        if self.broker.authorizer.is_some() {
+            self.check_access(Action::Send, dest, None)?;
+            if let SendTarget::App = target
+                && let Some(mapped) = self.broker.mapped_destination(dest)
+            {
+                self.check_access(Action::Send, &mapped, None)?;
+            }
+        }
         if let Some(tx) = shared(&frame, "transaction") {
             if let SendTarget::App = target {
                 self.broker.check_app(dest)?;
@@ -766,6 +963,16 @@ impl Session {
         };
         let prefetch = if ack == AckMode::Auto { 0 } else { prefetch };
         let (route, pattern) = self.broker.resolve_subscribe(&dest, &self.user)?;
+        if route.destination_kind == DestinationKind::User && self.user.contains('/') {
+            // `/user/{name}/{rest}` keys split at the first `/`: such a name could read
+            // another user's destinations.
+            return Err(self.access_denied(
+                Action::Subscribe,
+                &dest,
+                "a principal whose name contains '/' cannot use user destinations",
+            ));
+        }
+        self.check_access(Action::Subscribe, &dest, pattern.as_ref())?;
         let key = self.next_key;
         self.next_key += 1;
         let sub = Arc::new(Subscriber::new(
