@@ -9,6 +9,7 @@
 //! - `SWITCHBOARD_ECHO_SERVER`: the `switchboard-ws` `echo_server` example.
 //! - `SWITCHBOARD_BIN`: the `switchboard` server binary (set once `crates/server` has one).
 //! - `CHROMIUM_PATH`: Debian's Chromium for the browser tests (Node suite; apt-installed if missing).
+//! - `SCREENSHOT_DIR`: `target/xtask/screenshots`, where browser tests save screenshots.
 //!
 //! A suite that collects no test fails: a runner that ran nothing has proven nothing.
 
@@ -168,6 +169,8 @@ fn run_node(binaries: &Binaries) -> Result {
         .current_dir(&dir)
         .env("NODE_PATH", &modules)
         .env("CHROMIUM_PATH", &chromium)
+        // where the browser tests save screenshots (the demo page: demo-chat.png)
+        .env("SCREENSHOT_DIR", xtask_dir().join("screenshots"))
         // playwright-core never downloads a browser on its own; this says so twice.
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
     for (var, path) in binaries {
