@@ -361,6 +361,7 @@ impl Cell {
                 }
             }
             Err(Refused::QueueFull) => {
+                tracing::debug!(session = %self.id, "sockjs: outbound queue full, session closed");
                 self.endpoint
                     .counters
                     .closed_queue_full

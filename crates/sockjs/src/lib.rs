@@ -6,18 +6,17 @@
 //! [`Connection`]: a stream of text messages in and out, exactly like a WebSocket. It knows
 //! nothing of STOMP and can be used by any Rust application on its own.
 //!
-//! ```no_run
+//! ```
 //! use std::convert::Infallible;
 //! use hyper::service::service_fn;
 //! use hyper_util::rt::TokioIo;
 //! use switchboard_sockjs::{Config, SockJs};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
 //! #[tokio::main]
 //! async fn main() -> std::io::Result<()> {
-//!     let mut config = Config::default();
-//!     config.prefix = "/echo".into();
 //!     // An echo application: one small task per session.
-//!     let sockjs = SockJs::new(config, |conn| {
+//!     let sockjs = SockJs::new(Config::default().prefix("/echo"), |conn| {
 //!         tokio::spawn(async move {
 //!             while let Some(msg) = conn.recv().await {
 //!                 if conn.send(msg).is_err() {
@@ -26,21 +25,34 @@
 //!             }
 //!         });
 //!     });
-//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
-//!     loop {
-//!         let (tcp, peer) = listener.accept().await?;
-//!         let sockjs = sockjs.clone();
-//!         tokio::spawn(async move {
-//!             let svc = service_fn(move |req| {
-//!                 let sockjs = sockjs.clone();
-//!                 async move { Ok::<_, Infallible>(sockjs.handle(req, Some(peer)).await) }
+//!     // A plain hyper server; route the paths `sockjs.matches(path)` accepts to it.
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//!     let addr = listener.local_addr()?;
+//!     tokio::spawn(async move {
+//!         while let Ok((tcp, peer)) = listener.accept().await {
+//!             let sockjs = sockjs.clone();
+//!             tokio::spawn(async move {
+//!                 let svc = service_fn(move |req| {
+//!                     let sockjs = sockjs.clone();
+//!                     async move { Ok::<_, Infallible>(sockjs.handle(req, Some(peer)).await) }
+//!                 });
+//!                 // `with_upgrades` for the websocket transports.
+//!                 let _ = hyper::server::conn::http1::Builder::new()
+//!                     .serve_connection(TokioIo::new(tcp), svc)
+//!                     .with_upgrades()
+//!                     .await;
 //!             });
-//!             let _ = hyper::server::conn::http1::Builder::new()
-//!                 .serve_connection(TokioIo::new(tcp), svc)
-//!                 .with_upgrades()
-//!                 .await;
-//!         });
-//!     }
+//!         }
+//!     });
+//!
+//!     // A client (normally sockjs-client in a browser): open an xhr-polling session.
+//!     let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+//!     tcp.write_all(b"POST /echo/000/abc/xhr HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await?;
+//!     let mut response = String::new();
+//!     tcp.read_to_string(&mut response).await?;
+//!     assert!(response.starts_with("HTTP/1.1 200"));
+//!     assert!(response.ends_with("o\n\r\n0\r\n\r\n")); // the open frame, chunked
+//!     Ok(())
 //! }
 //! ```
 //!

@@ -140,7 +140,8 @@ async fn run(cell: &Arc<Cell>, mut ws: UpgradedStream, framing: Framing) {
                 }
                 match json::decode_ws_message(text.as_bytes()) {
                     Ok(msgs) => cell.receive(msgs),
-                    Err(_) => {
+                    Err(e) => {
+                        tracing::debug!(session = %cell.id, error = %e, "sockjs websocket: broken framing");
                         cell.close(BROKEN_FRAMING.0, BROKEN_FRAMING.1);
                         let _ = ws.close(CloseCode(BROKEN_FRAMING.0), BROKEN_FRAMING.1).await;
                         return;
