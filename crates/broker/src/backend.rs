@@ -118,7 +118,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Publishes `batch` all-or-nothing, in order: a committed transaction's SENDs.
     ///
     /// First checks that every queue in the batch has room for all of the batch's messages to it
-    /// (`max_pending_per_queue` minus what is waiting, as if no consumer took any of them); if one
+    /// (its `max_length` minus what is waiting, as if no consumer took any of them; a
+    /// `drop-oldest` queue always has room); if one
     /// has not, publishes nothing and returns the error (`QueueFull` naming that queue). Otherwise
     /// publishes each message as [`publish`](Self::publish) would, without another publish to
     /// those queues interleaved, and returns one outcome per message. Fan-out destinations never
@@ -132,8 +133,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Deliveries the session is done with: `acked` are consumed; `requeue` go back to their
     /// queue (in order, ahead of newer messages) for another consumer — each one's
-    /// `redelivered()` says whether a client saw it. Topic deliveries need no action. Afterwards
-    /// the backend offers pending messages to subscriptions that regained credit.
+    /// [`shown()`](Delivery::shown) says whether its client saw it (a delivery attempt to count
+    /// against the queue's `max_redeliveries`; past it, the message is dead-lettered instead).
+    /// Topic deliveries need no action. Afterwards the backend offers pending messages to
+    /// subscriptions that regained credit.
     fn settle(&self, acked: Vec<Delivery>, requeue: Vec<Delivery>);
 
     /// `subscriber`'s session has drained its outbound queue after a queue offer to it was

@@ -58,6 +58,25 @@
 //!   destination or an ACK naming nothing is an ERROR when it enters the transaction. ABORT,
 //!   DISCONNECT and connection loss discard a transaction.
 //!
+//! # Authentication and authorization
+//! - An [`Authenticator`] turns CONNECT (and a transport token, [`Session::set_token`]) into a
+//!   [`Principal`]: a name, groups, destination [`Grant`]s and an optional expiry, after which
+//!   the session sends `ERROR message:Token expired` and closes unless it re-authenticated
+//!   ([`Session::reauthenticate`], or a second CONNECT). Failures are counted
+//!   (`MetricsSnapshot::auth_failures`).
+//! - An [`Authorizer`] ([`AclAuthorizer`]: ordered [`AclRule`]s, first match wins, a default)
+//!   decides each SUBSCRIBE and SEND; a denial is `ERROR message:Access denied: <action>
+//!   <destination>` and a close. User destinations stay private whatever the rules say.
+//!
+//! # Message lifecycle
+//! Every MESSAGE carries `redelivered` (`false` on a first delivery). Per-queue
+//! [`QueuePolicy`]s in [`BrokerConfig::queues`]: `max_length` with [`Overflow`] `Refuse` or
+//! `DropOldest`, `max_redeliveries` (default 10), a dead-letter destination (default
+//! `/queue/DLQ.{name}`), a TTL; the `expires` header (ms since the epoch) is honoured, read
+//! against [`BrokerConfig::clock`]. Dead letters carry `original-destination`,
+//! `dead-letter-reason` and `delivery-count`; everything retired is counted in
+//! [`BackendStats`].
+//!
 //! # Driving a session from a transport
 //! ```text
 //! let mut session = broker.open_session(now);            // one per connection
