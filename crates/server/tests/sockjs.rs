@@ -759,6 +759,8 @@ async fn greeting_info_and_websocket_routing() {
 async fn disabled_transports_and_sockjs_off() {
     let mut config = test_config();
     config.sockjs.disabled_transports = vec!["xhr".into(), "websocket".into()];
+    // The xhr_streaming session below is left unpolled: shutdown waits this long for it.
+    config.limits.shutdown_grace_ms = 300;
     let server = start(config).await;
     let r = request(server.http(), "POST", "/chat/000/abc/xhr", "", b"").await;
     assert_eq!(r.status, 404, "{}", r.head);
