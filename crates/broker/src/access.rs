@@ -114,7 +114,9 @@ impl fmt::Display for Who {
 /// One access rule: `who` may (`allow: true`) or may not (`allow: false`) perform `actions` on
 /// `destinations`. Destinations use the subscription wildcard syntax (`*` one segment, `**`
 /// any number, segments split on `/` and `.`), e.g. `/topic/public/**`, `/app/chat.*`,
-/// `/user/*/queue/support`.
+/// `/user/*/queue/support`. A segment that is exactly `{username}` stands for the session's
+/// principal name (RabbitMQ's topic-permission variable), e.g. `/queue/inbox.{username}`; such
+/// a pattern matches nothing for an anonymous session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AclRule {
     /// Whom the rule is about.
@@ -185,12 +187,39 @@ impl fmt::Display for AclError {
 
 impl std::error::Error for AclError {}
 
+/// The placeholder segment for the principal's name in ACL patterns.
+pub const USERNAME_PLACEHOLDER: &str = "{username}";
+
 #[derive(Debug)]
 struct CompiledRule {
     who: Who,
     patterns: Vec<Pattern>,
+    /// Whether a pattern has a `{username}` segment (then it is expanded per request).
+    per_user: bool,
     actions: Vec<Action>,
     allow: bool,
+}
+
+impl CompiledRule {
+    /// Whether the rule decides `request` (see [`decides`]), with `{username}` expanded.
+    fn decides(&self, request: &AccessRequest<'_>, parts: &[&str]) -> bool {
+        if !self.per_user {
+            return decides(&self.patterns, parts, request.pattern, self.allow);
+        }
+        let name = request.principal.map(Principal::name);
+        let expanded: Vec<Pattern> = self
+            .patterns
+            .iter()
+            .filter_map(
+                |p| match (p.substitute(USERNAME_PLACEHOLDER, name.unwrap_or("")), name) {
+                    (Some(_), None) => None,
+                    (Some(e), Some(_)) => Some(e),
+                    (None, _) => Some(p.clone()),
+                },
+            )
+            .collect();
+        decides(&expanded, parts, request.pattern, self.allow)
+    }
 }
 
 /// An ordered list of [`AclRule`]s: the first rule whose `who` and `actions` cover the request
@@ -250,9 +279,15 @@ impl AclAuthorizer {
             if r.destinations.iter().any(|d| d.is_empty()) {
                 return Err(err("an empty destination pattern"));
             }
+            let patterns: Vec<Pattern> =
+                r.destinations.iter().map(|d| Pattern::compile(d)).collect();
+            let per_user = patterns
+                .iter()
+                .any(|p| p.substitute(USERNAME_PLACEHOLDER, "").is_some());
             compiled.push(CompiledRule {
                 who: r.who,
-                patterns: r.destinations.iter().map(|d| Pattern::compile(d)).collect(),
+                patterns,
+                per_user,
                 actions: r.actions,
                 allow: r.allow,
             });
@@ -291,7 +326,7 @@ impl Authorizer for AclAuthorizer {
         for rule in &self.rules {
             if rule.actions.contains(&request.action)
                 && rule.who.applies_to(request.principal)
-                && decides(&rule.patterns, &parts, request.pattern, rule.allow)
+                && rule.decides(request, &parts)
             {
                 return rule.allow;
             }
@@ -463,6 +498,69 @@ mod tests {
         .unwrap();
         assert!(!ask(&closed, None, Action::Subscribe, "/topic/*"));
         assert!(ask(&closed, None, Action::Subscribe, "/topic/public/**"));
+    }
+
+    #[test]
+    fn username_placeholder_stands_for_the_principal() {
+        let acl = AclAuthorizer::new(
+            vec![rule(
+                "authenticated",
+                &["/queue/inbox.{username}", "/topic/{username}/**"],
+                &Action::ALL,
+                true,
+            )],
+            false,
+        )
+        .unwrap();
+        let alice = Principal::new("alice");
+        let dotted = Principal::new("john.doe");
+        let star = Principal::new("*");
+        assert!(ask(
+            &acl,
+            Some(&alice),
+            Action::Subscribe,
+            "/queue/inbox.alice"
+        ));
+        assert!(!ask(
+            &acl,
+            Some(&alice),
+            Action::Subscribe,
+            "/queue/inbox.bob"
+        ));
+        assert!(ask(
+            &acl,
+            Some(&alice),
+            Action::Subscribe,
+            "/topic/alice/**"
+        ));
+        assert!(!ask(&acl, Some(&alice), Action::Subscribe, "/topic/*/x"));
+        assert!(ask(
+            &acl,
+            Some(&dotted),
+            Action::Send,
+            "/queue/inbox.john.doe"
+        ));
+        // A name is a literal, never a wildcard.
+        assert!(!ask(&acl, Some(&star), Action::Send, "/queue/inbox.bob"));
+        // (A SEND names its destination literally: `*` is then just a segment.)
+        assert!(acl.authorize(&AccessRequest {
+            principal: Some(&star),
+            action: Action::Send,
+            destination: "/queue/inbox.*",
+            pattern: None,
+        }));
+        let anyone = AclAuthorizer::new(
+            vec![rule(
+                "anyone",
+                &["/queue/inbox.{username}"],
+                &Action::ALL,
+                true,
+            )],
+            false,
+        )
+        .unwrap();
+        assert!(!ask(&anyone, None, Action::Send, "/queue/inbox."));
+        assert!(!ask(&anyone, None, Action::Send, "/queue/inbox.{username}"));
     }
 
     #[test]

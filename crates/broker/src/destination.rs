@@ -122,6 +122,29 @@ impl Pattern {
         Pattern { segments }
     }
 
+    /// This pattern with every segment that is exactly `placeholder` replaced by the segments
+    /// of `value` (split like a destination), as literals: a `*` in `value` matches only `*`.
+    /// `None` if the pattern has no such segment.
+    pub(crate) fn substitute(&self, placeholder: &str, value: &str) -> Option<Pattern> {
+        let is_it = |s: &Segment| matches!(s, Segment::Literal(l) if l == placeholder);
+        if !self.segments.iter().any(is_it) {
+            return None;
+        }
+        let mut segments = Vec::with_capacity(self.segments.len() + 2);
+        for s in &self.segments {
+            if is_it(s) {
+                segments.extend(
+                    value
+                        .split(is_separator)
+                        .map(|v| Segment::Literal(v.to_owned())),
+                );
+            } else {
+                segments.push(s.clone());
+            }
+        }
+        Some(Pattern { segments })
+    }
+
     /// Whether the pattern has a wildcard segment.
     pub fn is_wildcard(&self) -> bool {
         self.segments

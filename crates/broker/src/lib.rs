@@ -122,7 +122,10 @@ mod outbox;
 mod session;
 mod subscription;
 
-pub use access::{AccessRequest, AclAuthorizer, AclError, AclRule, Action, Authorizer, Grant, Who};
+pub use access::{
+    AccessRequest, AclAuthorizer, AclError, AclRule, Action, Authorizer, Grant,
+    USERNAME_PLACEHOLDER, Who,
+};
 pub use app::{AppContext, AppError, AppHandler, AppMessage};
 pub use auth::{AllowAll, AuthError, Authenticator, ConnectInfo, Principal, StaticUsers};
 pub use backend::{Backend, BackendError, BackendStats, Publication, PublishOutcome};

@@ -340,3 +340,28 @@ fn send_decisions_are_made_once_per_destination_per_session() {
     net.frame(c, send("/topic/closed", "x"));
     net.expect_error(c, "Access denied: send to /topic/closed");
 }
+
+#[test]
+fn username_placeholder_gives_each_user_their_own_queue() {
+    let mut net = net_with(
+        vec![rule(
+            "authenticated",
+            &["/queue/inbox.{username}"],
+            &[Action::Subscribe, Action::Send],
+            true,
+        )],
+        false,
+    );
+    let alice = net.connect_as("1.2", "alice");
+    net.frame(
+        alice,
+        subscribe("mine", "/queue/inbox.alice").header("receipt", "r"),
+    );
+    net.expect(alice, Command::Receipt);
+    let bob = net.connect_as("1.2", "bob");
+    net.frame(bob, subscribe("theirs", "/queue/inbox.alice"));
+    net.expect_error(bob, "Access denied: subscribe to /queue/inbox.alice");
+    let anon = net.connect("1.2");
+    net.frame(anon, send("/queue/inbox.alice", "x"));
+    net.expect_error(anon, "Access denied: send to /queue/inbox.alice");
+}
