@@ -3,6 +3,9 @@
 //! subscription) is never delivered again, nor delivered twice while in flight; every outbound
 //! queue stays within its frame/byte bounds; a closed session holds no subscription; once every
 //! session is gone, the broker and backend hold no subscription and count no connection.
+//! Queue policies (small `max_length` with drop-oldest, few redeliveries, TTLs, dead-letter
+//! queues one can subscribe to) and `expires` headers on a fake wall clock exercise the message
+//! lifecycle: a dead letter keeps its message-id, so it too must never follow an ACK of it.
 #![no_main]
 
 use std::collections::{HashMap, HashSet};
@@ -11,15 +14,18 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use switchboard_broker::{Broker, BrokerConfig, HeartBeat, Limits, Session};
+use switchboard_broker::{
+    Broker, BrokerConfig, HeartBeat, Limits, ManualClock, Overflow, QueuePolicy, Session,
+};
 use switchboard_stomp::{Command, Frame, Limits as ParseLimits, Parsed, Parser, Version};
 
 const CLIENTS: usize = 4;
-const DESTS: [&str; 10] = [
+const DESTS: [&str; 11] = [
     "/queue/a",
     "/queue/a",
     "/queue/a",
     "/queue/b",
+    "/queue/DLQ.a",
     "/topic/x",
     "/topic/x/y",
     "/topic/**",
@@ -75,6 +81,7 @@ struct Client {
 
 struct Model {
     broker: Broker,
+    clock: ManualClock,
     now: Instant,
     clients: Vec<Option<Client>>,
     /// Queue messages acknowledged or consumed: must never be delivered again.
@@ -83,8 +90,24 @@ struct Model {
     in_flight: HashSet<String>,
 }
 
-fn config() -> BrokerConfig {
+fn config(clock: &ManualClock) -> BrokerConfig {
     BrokerConfig {
+        clock: clock.clock(),
+        queues: vec![
+            QueuePolicy {
+                pattern: "/queue/b".into(),
+                max_length: Some(4),
+                overflow: Overflow::DropOldest,
+                max_redeliveries: Some(1),
+                ttl: Some(Duration::from_millis(1500)),
+                ..QueuePolicy::default()
+            },
+            QueuePolicy {
+                pattern: "/queue/a".into(),
+                max_redeliveries: Some(2),
+                ..QueuePolicy::default()
+            },
+        ],
         heart_beat: HeartBeat { send_ms: 1000, receive_ms: 1000 },
         limits: Limits {
             max_connections: 6,
@@ -321,6 +344,10 @@ impl Model {
                     .header("destination", dest)
                     .header("content-type", "text/plain")
                     .body(Bytes::from(vec![b'x'; len as usize * 4]));
+                if len % 5 == 1 {
+                    // Expires within 0-2.5 s of the fake wall clock.
+                    f = f.header("expires", (self.clock.now_ms() + u64::from(len) * 10).to_string());
+                }
                 if let Some(t) = tx {
                     f = f.header("transaction", format!("t{}", t % 3));
                 }
@@ -424,6 +451,7 @@ impl Model {
             }
             Op::Advance { ms, alive } => {
                 self.now += Duration::from_millis(u64::from(ms % 4000));
+                self.clock.advance(Duration::from_millis(u64::from(ms % 4000)));
                 let now = self.now;
                 for (i, c) in self.clients.iter_mut().enumerate() {
                     let Some(c) = c.as_mut() else { continue };
@@ -466,8 +494,10 @@ impl Model {
 }
 
 fuzz_target!(|ops: Vec<Op>| {
+    let clock = ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
     let mut m = Model {
-        broker: Broker::new(config()),
+        broker: Broker::new(config(&clock)),
+        clock,
         now: Instant::now(),
         clients: (0..CLIENTS).map(|_| None).collect(),
         done: HashSet::new(),
