@@ -49,6 +49,15 @@ pub struct Cli {
     /// Turn off the reference chat app (the /app/chat handler and the demo page at /).
     #[arg(long)]
     pub no_chat: bool,
+    /// Most connections at once (TCP, TLS, WebSocket and SockJS sessions together). Default:
+    /// derived from the open-file limit, which the server first raises from its soft to its
+    /// hard value: the limit minus max(256, limit/32) [e.g. 19375 for 20000 files].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Listen backlog of every listener [default: 1024; the kernel caps it at
+    /// net.core.somaxconn].
+    #[arg(long, value_name = "N")]
+    pub backlog: Option<u32>,
 }
 
 impl Cli {
@@ -75,6 +84,12 @@ impl Cli {
         }
         if self.no_chat {
             config.chat.enabled = false;
+        }
+        if let Some(n) = self.max_connections {
+            config.limits.max_connections = n;
+        }
+        if let Some(n) = self.backlog {
+            config.listeners.backlog = n;
         }
         config.validate()?;
         Ok(config)
@@ -108,6 +123,27 @@ mod tests {
             .unwrap();
         assert!(!c.chat.enabled);
         assert_eq!(c.sockjs.client_dir, Some(PathBuf::from("nm")));
+    }
+
+    #[test]
+    fn connection_limit_flags() {
+        let c = Cli::try_parse_from(["switchboard"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(
+            c.limits.max_connections,
+            crate::fd_limit::default_max_connections()
+        );
+        assert_eq!(c.listeners.backlog, 1024);
+        let c = Cli::try_parse_from(["switchboard", "--max-connections", "5", "--backlog", "64"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(c.limits.max_connections, 5);
+        assert_eq!(c.listeners.backlog, 64);
+        let cli = Cli::try_parse_from(["switchboard", "--backlog", "0"]).unwrap();
+        assert!(cli.into_config().is_err());
     }
 
     #[test]

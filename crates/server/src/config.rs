@@ -9,6 +9,8 @@
 //! http = "127.0.0.1:8080"        # or "off"
 //! stomp = "127.0.0.1:61613"      # or "off"
 //! stomp_tls = "127.0.0.1:61614"  # STOMP over TLS on its own port; needs [tls]; default off
+//! backlog = 1024                 # listen backlog of every listener (the kernel caps it at
+//!                                # net.core.somaxconn)
 //!
 //! [tls]                          # when set, the HTTP listener serves https/wss
 //! cert = "cert.pem"              # PEM certificate chain
@@ -43,7 +45,9 @@
 //! target = "/topic/"
 //!
 //! [limits]
-//! max_connections = 10000
+//! # max_connections = ...        # default: derived from the open-file limit (the binary
+//!                                # raises the soft limit to the hard one at start): the limit
+//!                                # minus max(256, limit / 32)
 //! max_frame_size = 1048576       # body bytes of one STOMP frame
 //! max_header_count = 128
 //! max_header_line = 8192
@@ -172,6 +176,10 @@ pub struct Listeners {
     pub stomp: Listen,
     /// STOMP over TLS (needs [`Config::tls`]). Default off.
     pub stomp_tls: Listen,
+    /// Listen backlog of every listener: connections the kernel completes before the server
+    /// accepts them. Default 1024 (the kernel caps it at `net.core.somaxconn`); a burst of
+    /// connects beyond it loses SYNs, and those clients wait a second for the retry.
+    pub backlog: u32,
 }
 
 impl Default for Listeners {
@@ -180,6 +188,7 @@ impl Default for Listeners {
             http: Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 8080))),
             stomp: Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 61613))),
             stomp_tls: Listen::Off,
+            backlog: 1024,
         }
     }
 }
@@ -362,7 +371,10 @@ pub struct User {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Concurrent connections (TCP, TLS and WebSocket together). Default 10 000.
+    /// Concurrent connections (TCP, TLS, WebSocket and SockJS sessions together). Default:
+    /// derived from the open-file limit in force ([`crate::fd_limit::default_max_connections`]:
+    /// the limit minus `max(256, limit / 32)`; the binary first raises the soft limit to the hard
+    /// one).
     pub max_connections: usize,
     /// Largest STOMP body in bytes. Default 1 MiB.
     pub max_frame_size: usize,
@@ -398,7 +410,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_connections: 10_000,
+            max_connections: crate::fd_limit::default_max_connections(),
             max_frame_size: 1 << 20,
             max_header_count: 128,
             max_header_line: 8 << 10,
@@ -533,6 +545,9 @@ impl Config {
                     m.prefix
                 )));
             }
+        }
+        if self.listeners.backlog == 0 {
+            return Err(ConfigError::Invalid("listeners.backlog must be > 0".into()));
         }
         if self.limits.max_connections == 0 {
             return Err(ConfigError::Invalid(

@@ -70,6 +70,7 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 mod demo_page;
+pub mod fd_limit;
 mod http;
 pub mod metrics;
 pub mod origin;

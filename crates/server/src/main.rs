@@ -18,6 +18,22 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Before the config: the default max_connections is derived from the limit in force.
+    match switchboard_server::fd_limit::raise() {
+        Some(l) if l.before != l.after => tracing::info!(
+            before = l.before,
+            after = l.after,
+            hard = l.hard,
+            "raised the open-file limit to the hard limit"
+        ),
+        Some(l) if l.after < l.hard => tracing::warn!(
+            soft = l.after,
+            hard = l.hard,
+            "could not raise the open-file limit to the hard limit"
+        ),
+        Some(l) => tracing::info!(soft = l.after, hard = l.hard, "open-file limit"),
+        None => {}
+    }
     let config = match cli.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -35,6 +51,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    tracing::info!(
+        max_connections = config.limits.max_connections,
+        backlog = config.listeners.backlog,
+        "connection limits"
+    );
     runtime.block_on(async move {
         let server = match Server::bind(config).await {
             Ok(s) => s,

@@ -280,10 +280,24 @@ impl std::fmt::Debug for Server {
     }
 }
 
-async fn bind_one(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { what, addr, source })
+/// Binds `addr` with `SO_REUSEADDR` (a restart does not wait for old connections' TIME_WAIT)
+/// and listens with `backlog`.
+fn bind_one(
+    what: &'static str,
+    addr: SocketAddr,
+    backlog: u32,
+) -> Result<TcpListener, ServerError> {
+    let bind = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(backlog)
+    };
+    bind().map_err(|source| ServerError::Bind { what, addr, source })
 }
 
 impl Server {
@@ -313,15 +327,15 @@ impl Server {
         };
         let mut addrs = BoundAddrs::default();
         let http = match config.listeners.http.addr() {
-            Some(a) => Some(bind_one("http", a).await?),
+            Some(a) => Some(bind_one("http", a, config.listeners.backlog)?),
             None => None,
         };
         let stomp = match config.listeners.stomp.addr() {
-            Some(a) => Some(bind_one("stomp", a).await?),
+            Some(a) => Some(bind_one("stomp", a, config.listeners.backlog)?),
             None => None,
         };
         let stomp_tls = match config.listeners.stomp_tls.addr() {
-            Some(a) => Some(bind_one("stomp-tls", a).await?),
+            Some(a) => Some(bind_one("stomp-tls", a, config.listeners.backlog)?),
             None => None,
         };
         addrs.http = http.as_ref().and_then(|l| l.local_addr().ok());
