@@ -1110,11 +1110,16 @@ fn main() {
             RECV_TIMEOUT * 2 * (a.sessions / IDLE_BATCH + 2) as u32 + RUN_SLACK,
         ),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-    {
+    // One thread (the default, and what `cargo xtask load sockjs` pins to one CPU): a
+    // current-thread runtime, so no wake-up crosses threads.
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sockjsload: cannot start the runtime: {e}");
