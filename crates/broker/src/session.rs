@@ -297,9 +297,11 @@ impl Session {
     /// authentication expires: the broker's authenticator checks `info`; the principal it
     /// returns must have the same name as the session's (user destinations and subscriptions
     /// are keyed by it). On success the new principal (groups, grants, expiry) applies to the
-    /// frames that follow (subscriptions already made stay) and the expiry deadline moves. On
-    /// failure the session sends `ERROR` (the authenticator's message) and closes, and the
-    /// failure is counted in `auth_failures`.
+    /// frames that follow, the expiry deadline moves, and the session's subscriptions are
+    /// checked again with the broker's authorizer: one the new principal may not make ends the
+    /// session with `ERROR message:Access denied: subscribe to ...`. On failure the session
+    /// sends `ERROR` (the authenticator's message) and closes, and the failure is counted in
+    /// `auth_failures`.
     ///
     /// A client can do the same in-band: a session whose authentication expires accepts a
     /// second CONNECT (or STOMP) frame carrying fresh credentials, answered with a RECEIPT if it
@@ -347,6 +349,16 @@ impl Session {
         self.auth_deadline = self.deadline_of(principal.as_ref(), now)?;
         self.principal = principal;
         self.send_access.clear();
+        // Permissions follow the credentials: a subscription the new principal may not make
+        // (e.g. a refreshed token with fewer grants) ends the session.
+        if self.broker.authorizer.is_some() {
+            let mut subs: Vec<Arc<Subscriber>> =
+                self.subs.values().map(|st| st.sub.clone()).collect();
+            subs.sort_by_key(|s| s.key);
+            for sub in subs {
+                self.check_access(Action::Subscribe, sub.destination(), sub.pattern())?;
+            }
+        }
         Ok(())
     }
 

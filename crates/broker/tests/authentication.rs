@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime};
 
 use harness::{Net, connect_frame};
 use switchboard_broker::{
-    AuthError, Authenticator, Broker, BrokerConfig, ConnectInfo, ErrorKind, ManualClock, Principal,
-    StaticUsers,
+    AclAuthorizer, Action, AuthError, Authenticator, Broker, BrokerConfig, ConnectInfo, ErrorKind,
+    Grant, ManualClock, Principal, StaticUsers,
 };
 use switchboard_stomp::{Command, Frame, Headers};
 
-/// Tokens `name:expiry-ms` in the passcode, or in the transport token when there is none.
+/// Tokens `name:expiry-ms[:topic,topic...]` in the passcode, or in the transport token when
+/// there is none; the topics become subscribe grants (a token's channel claims).
 struct Tokens;
 
 impl Authenticator for Tokens {
@@ -23,11 +24,21 @@ impl Authenticator for Tokens {
             message: "Access refused".into(),
         };
         let token = info.passcode.or(info.token).ok_or_else(refused)?;
-        let (name, exp) = token.split_once(':').ok_or_else(refused)?;
-        let exp: u64 = exp.parse().map_err(|_| refused())?;
-        Ok(Some(Principal::new(name).with_expiry(
-            SystemTime::UNIX_EPOCH + Duration::from_millis(exp),
-        )))
+        let mut parts = token.split(':');
+        let name = parts.next().ok_or_else(refused)?;
+        let exp: u64 = parts
+            .next()
+            .and_then(|e| e.parse().ok())
+            .ok_or_else(refused)?;
+        let mut p =
+            Principal::new(name).with_expiry(SystemTime::UNIX_EPOCH + Duration::from_millis(exp));
+        if let Some(topics) = parts.next() {
+            p = p.with_grants([Grant {
+                actions: vec![Action::Subscribe],
+                destinations: topics.split(',').map(str::to_owned).collect(),
+            }]);
+        }
+        Ok(Some(p))
     }
 }
 
@@ -217,4 +228,50 @@ fn without_an_expiry_a_second_connect_stays_an_error() {
     assert_eq!(net.clients[c].session.auth_deadline(), None);
     net.frame(c, connect_frame("1.2").header("login", "alice"));
     net.expect_error(c, "Already connected");
+}
+
+#[test]
+fn a_refreshed_token_with_fewer_grants_ends_subscriptions_it_no_longer_allows() {
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let acl = AclAuthorizer::new(Vec::new(), false).unwrap();
+    let broker = Broker::builder(BrokerConfig {
+        clock: clock.clock(),
+        ..BrokerConfig::default()
+    })
+    .authenticator(Arc::new(Tokens))
+    .authorizer(Arc::new(acl))
+    .build();
+    let mut net = Net::with(broker);
+    let first = format!(
+        "{}:/topic/a,/topic/b",
+        token("alice", &clock, Duration::from_secs(30))
+    );
+    let c = net.connect_with(connect_frame("1.2").header("passcode", first));
+    net.expect(c, Command::Connected);
+    net.frame(c, harness::subscribe("a", "/topic/a"));
+    net.frame(
+        c,
+        harness::subscribe("b", "/topic/b").header("receipt", "r"),
+    );
+    net.expect(c, Command::Receipt);
+    // Still allows what the session uses: fine.
+    let same = format!(
+        "{}:/topic/a,/topic/b,/topic/c",
+        token("alice", &clock, Duration::from_secs(60))
+    );
+    net.frame(
+        c,
+        Frame::new(Command::Connect)
+            .header("passcode", same)
+            .header("receipt", "ok"),
+    );
+    net.expect(c, Command::Receipt);
+    // No longer allows /topic/b.
+    let fewer = format!(
+        "{}:/topic/a",
+        token("alice", &clock, Duration::from_secs(60))
+    );
+    net.frame(c, Frame::new(Command::Connect).header("passcode", fewer));
+    net.expect_error(c, "Access denied: subscribe to /topic/b");
+    assert_eq!(net.broker.metrics().errors_of(ErrorKind::AccessDenied), 1);
 }
