@@ -73,6 +73,8 @@ async fn main() -> std::io::Result<()> {
     let endpoints = Arc::new(endpoints(response_limit));
     loop {
         let (tcp, peer) = listener.accept().await?;
+        // Frames are small writes: do not let Nagle hold them back.
+        let _ = tcp.set_nodelay(true);
         let endpoints = endpoints.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {

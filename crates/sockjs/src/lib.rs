@@ -30,6 +30,7 @@
 //!     let addr = listener.local_addr()?;
 //!     tokio::spawn(async move {
 //!         while let Ok((tcp, peer)) = listener.accept().await {
+//!             let _ = tcp.set_nodelay(true); // frames are small writes
 //!             let sockjs = sockjs.clone();
 //!             tokio::spawn(async move {
 //!                 let svc = service_fn(move |req| {

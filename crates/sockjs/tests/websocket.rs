@@ -218,7 +218,7 @@ async fn websocket_message_size_limit_closes_1009() {
     let a = serve(vec![ep]).await;
     let mut ws = connect(a, &format!("/s{}/websocket", session())).await;
     assert_eq!(recv_text(&mut ws).await, "o");
-    ws.send(Message::text(format!("[\"{}\"]", "x".repeat(2000))))
+    ws.send(Message::text(format!("[\"{}\"]", "x".repeat(100_000))))
         .await
         .unwrap();
     let close = recv_close(&mut ws).await;

@@ -6,18 +6,32 @@
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use bytes::BytesMut;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
-use switchboard_ws::upgrade::{UpgradedStream, error_response, request_from_http, upgrade_with};
-use switchboard_ws::{CloseCode, Limits, Message, ServerConfig, StreamConfig};
+use hyper_util::rt::TokioIo;
+use switchboard_ws::upgrade::{error_response, request_from_http};
+use switchboard_ws::{
+    CloseCode, Limits, Message, Role, ServerConfig, StreamConfig, WebSocketStream,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::{forbidden, full, method_not_allowed, origin_allowed, unavailable};
 use crate::endpoint::{Cell, Shared};
 use crate::json;
 use crate::session::{FrameKind, Framing};
 use crate::{Body, Transport};
+
+/// Read size of a session's socket: SockJS messages are small and most sessions idle, so reads
+/// start small (they grow for a large message and shrink back when idle).
+const READ_BUFFER: usize = 512;
+
+/// How long a failing socket may take to write its Close frame.
+const FLUSH_ON_ERROR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The close a client gets for a message that is not valid SockJS framing.
 const BROKEN_FRAMING: (u16, &str) = (3000, "Broken framing.");
@@ -58,14 +72,21 @@ pub(crate) fn handle<B>(
         max_message_size: max,
         ..Limits::default()
     };
-    let stream_config = StreamConfig::default()
+    let mut stream_config = StreamConfig::default()
         .connection(switchboard_ws::Config::default().limits(limits))
         .max_send_buffer(ep.config.max_queued_bytes.max(64 << 10));
-    let (resp, fut) =
-        match upgrade_with::<_, Body>(req, &parsed, &ServerConfig::default(), stream_config) {
-            Ok(x) => x,
-            Err(e) => return error_response(&e),
-        };
+    stream_config.read_buffer_size = READ_BUFFER;
+    // The handshake as `switchboard_ws::upgrade::upgrade_with` does it, but the upgraded
+    // connection is wrapped in `Lingering` (see there) before it becomes a stream.
+    let accepted = parsed.accept(&ServerConfig::default());
+    let mut resp = Response::new(super::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for (k, v) in accepted.headers() {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    let on_upgrade = hyper::upgrade::on(&mut *req);
     let mut parts = http::Request::new(()).into_parts().0;
     parts.method = req.method().clone();
     parts.uri = req.uri().clone();
@@ -84,7 +105,17 @@ pub(crate) fn handle<B>(
     };
     let ep = ep.clone();
     tokio::spawn(async move {
-        let Ok(ws) = fut.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let io = Lingering(Some(TokioIo::new(upgraded)));
+        let ws = WebSocketStream::from_raw(
+            io,
+            Role::Server,
+            stream_config,
+            accepted.deflate,
+            BytesMut::new(),
+        );
         let Some(cell) = ep.open_ws(&id, transport, framing, &parts, peer) else {
             let mut ws = ws;
             let _ = ws
@@ -107,7 +138,7 @@ fn ws_close_code(code: u16) -> CloseCode {
 }
 
 /// Moves frames until either side closes.
-async fn run(cell: &Arc<Cell>, mut ws: UpgradedStream, framing: Framing) {
+async fn run(cell: &Arc<Cell>, mut ws: WebSocketStream<Lingering>, framing: Framing) {
     let mut sleep = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
     loop {
         let deadline = cell.poll_timeout();
@@ -120,7 +151,14 @@ async fn run(cell: &Arc<Cell>, mut ws: UpgradedStream, framing: Framing) {
                 ws.recv().await
             } => {
                 let text = match m {
-                    None | Some(Err(_)) => return,
+                    None => return,
+                    Some(Err(e)) => {
+                        // A protocol error (e.g. a message over `max_message_size`): the
+                        // stream queued its Close (1009, 1002, ...); write it out, bounded.
+                        tracing::debug!(session = %cell.id, error = %e, "sockjs websocket: error");
+                        let _ = tokio::time::timeout(FLUSH_ON_ERROR, ws.flush()).await;
+                        return;
+                    }
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Binary(_))) => {
                         let (code, reason) = if framing == Framing::Raw {
@@ -176,5 +214,95 @@ async fn run(cell: &Arc<Cell>, mut ws: UpgradedStream, framing: Framing) {
                 cell.handle_timeout();
             }
         }
+    }
+}
+
+/// How long a closed socket keeps being read (and discarded) before it is dropped.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The upgraded connection. When dropped while the peer may still be sending (we closed first,
+/// e.g. 1009 for a message over the limit, mid-message), closing a socket with unread input
+/// makes the kernel send RST, which can destroy our Close frame before the peer reads it. So
+/// on drop the socket is handed to a task that reads and discards until the peer closes, for
+/// at most [`LINGER`]; after a normal close handshake that ends at once.
+pub(crate) struct Lingering(Option<TokioIo<hyper::upgrade::Upgraded>>);
+
+fn gone() -> std::io::Error {
+    std::io::Error::from(std::io::ErrorKind::NotConnected)
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(io) => Pin::new(io).poll_read(cx, buf),
+            None => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(io) => Pin::new(io).poll_write(cx, buf),
+            None => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            None => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.as_ref().is_some_and(|io| io.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(io) => Pin::new(io).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(io) => Pin::new(io).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let Some(mut io) = self.0.take() else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
+            let mut buf = [0u8; 1024];
+            let _ = tokio::time::timeout(LINGER, async {
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+        });
     }
 }
