@@ -302,7 +302,8 @@ impl std::error::Error for SendError {}
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct Metrics {
-    /// Sessions open now, by the transport that opened them.
+    /// Sessions open now (from creation until reaped; a closed session awaiting its
+    /// disconnect delay still counts), by the transport that opened them.
     pub open: Vec<(Transport, u64)>,
     /// Sessions ever opened, by transport.
     pub opened_total: Vec<(Transport, u64)>,
