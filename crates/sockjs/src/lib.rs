@@ -459,7 +459,9 @@ impl SockJs {
     }
 
     /// Closes every open session with `c[code,"reason"]` (server shutdown). Receivers get the
-    /// frame and end; the sessions are reaped after the disconnect delay.
+    /// frame and end (call it before a graceful shutdown of the HTTP server, which would
+    /// otherwise wait for the open streaming responses); websocket sessions get the frame and
+    /// a WebSocket close; the sessions are reaped after the disconnect delay.
     pub fn close_all(&self, code: u16, reason: &str) {
         self.shared.close_all(code, reason);
     }

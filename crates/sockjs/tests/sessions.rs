@@ -372,3 +372,15 @@ async fn metrics_count_by_transport() {
     assert_eq!(m.open_total(), 3);
     assert_eq!(m.sessions, 3);
 }
+
+#[tokio::test]
+async fn dropping_the_connection_closes_the_session() {
+    let ep = SockJs::new(Config::default().prefix("/s"), drop);
+    let a = serve(vec![ep]).await;
+    let url = format!("/s{}", session());
+    assert_eq!(post(a, &format!("{url}/xhr"), b"").await.text(), "o\n");
+    assert_eq!(
+        post(a, &format!("{url}/xhr"), b"").await.text(),
+        "c[1000,\"Normal closure\"]\n"
+    );
+}

@@ -239,3 +239,27 @@ async fn websocket_heartbeat_when_idle() {
     assert_eq!(recv_text(&mut ws).await, "h");
     assert_eq!(recv_text(&mut ws).await, "h");
 }
+
+#[tokio::test]
+async fn close_all_reaches_websocket_sessions() {
+    let ep =
+        switchboard_sockjs::SockJs::new(switchboard_sockjs::Config::default().prefix("/s"), echo);
+    let a = serve(vec![ep.clone()]).await;
+    let mut ws = connect(a, &format!("/s{}/websocket", session())).await;
+    assert_eq!(recv_text(&mut ws).await, "o");
+    ep.close_all(1001, "Server shutting down");
+    assert_eq!(recv_text(&mut ws).await, "c[1001,\"Server shutting down\"]");
+    assert_eq!(
+        recv_close(&mut ws).await,
+        Some((1001, "Server shutting down".into()))
+    );
+    // The session is gone from the registry once its socket closed.
+    for _ in 0..200 {
+        if ep.metrics().sessions == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(ep.metrics().sessions, 0);
+    assert_eq!(ep.metrics().live_session_objects, 0);
+}
