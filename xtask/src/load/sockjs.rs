@@ -460,12 +460,13 @@ fn render_compare(a: &Args, pin: &Pinning, results: &[(Point, Vec<Option<EchoRes
             "node/ours p99",
             "CPU µs/msg ours",
             "CPU µs/msg node",
+            "node/ours CPU",
             "client CPU ours / node",
         ]
         .map(String::from)
         .to_vec(),
     ];
-    let mut met = 0;
+    let (mut met, mut cpu_met) = (0, 0);
     for (p, cells) in results {
         let (ours, node) = (cells[0].as_ref(), cells[1].as_ref());
         let num = |r: Option<&EchoResult>, f: fn(&EchoResult) -> f64, prec: usize| {
@@ -484,6 +485,13 @@ fn render_compare(a: &Args, pin: &Pinning, results: &[(Point, Vec<Option<EchoRes
         };
         let rate = |r: Option<&EchoResult>| r.map(|r| r.msgs_per_sec);
         let p99 = |r: Option<&EchoResult>| r.map(|r| r.p99_us);
+        let cpu = |r: Option<&EchoResult>| r.and_then(|r| r.server_cpu_us);
+        if let (Some(o), Some(n)) = (cpu(ours), cpu(node))
+            && o > 0.0
+            && n / o >= 3.0
+        {
+            cpu_met += 1;
+        }
         if let (Some(o), Some(n)) = (ours, node)
             && n.msgs_per_sec > 0.0
             && o.msgs_per_sec / n.msgs_per_sec >= 3.0
@@ -504,6 +512,7 @@ fn render_compare(a: &Args, pin: &Pinning, results: &[(Point, Vec<Option<EchoRes
                 .map_or("?".into(), |c| format!("{c:.1}")),
             node.and_then(|r| r.server_cpu_us)
                 .map_or("?".into(), |c| format!("{c:.1}")),
+            ratio(cpu(node), cpu(ours)),
             format!(
                 "{} / {}",
                 ours.map_or("-".into(), |r| format!("{:.0}%", r.client_cpu_pct)),
@@ -514,8 +523,9 @@ fn render_compare(a: &Args, pin: &Pinning, results: &[(Point, Vec<Option<EchoRes
     out.push_str(&table(&rows, true));
     let _ = writeln!(
         out,
-        "\nswitchboard-sockjs at >= 3x sockjs-node's msgs/s: {met} of {} points",
-        results.len()
+        "\nswitchboard-sockjs at >= 3x sockjs-node's msgs/s: {met} of {n} points; \
+         at <= 1/3 of its server CPU per round trip: {cpu_met} of {n} points",
+        n = results.len()
     );
     out
 }
@@ -705,7 +715,7 @@ mod tests {
             sessions,
             size: 1024,
         };
-        let results = vec![
+        let mut results = vec![
             (
                 point("websocket", 1),
                 vec![Some(r(30000.0, 100.0)), Some(r(10000.0, 200.0))],
@@ -715,15 +725,21 @@ mod tests {
                 vec![Some(r(20000.0, 100.0)), None],
             ),
         ];
+        if let Some(node) = results[0].1[1].as_mut() {
+            node.server_cpu_us = Some(7.0);
+        }
         let t = render_compare(&a, &pin, &results);
         assert!(
-            t.contains("| websocket | 1 | 1 KiB | 30000 | 10000 | 3.00x | 100 | 200 | 2.00x |"),
+            t.contains(
+                "| websocket | 1 | 1 KiB | 30000 | 10000 | 3.00x | 100 | 200 | 2.00x | 2.0 | 7.0 | 3.50x |"
+            ),
             "{t}"
         );
         assert!(
             t.contains("| xhr-streaming | 100 | 1 KiB | 20000 | failed | - |"),
             "{t}"
         );
-        assert!(t.contains("1 of 2 points"), "{t}");
+        assert!(t.contains("msgs/s: 1 of 2 points"), "{t}");
+        assert!(t.contains("CPU per round trip: 1 of 2 points"), "{t}");
     }
 }
