@@ -6,22 +6,21 @@
 //! cargo xtask load sockjs --idle [--idle-sessions N]
 //! ```
 //!
-//! `--compare` starts two SockJS echo servers on free loopback ports: ours (crates/bench's
-//! `sockjs_echo`: switchboard-sockjs at `/echo` with its defaults and `TCP_NODELAY`, as
-//! `switchboard` runs it) and sockjs-node 0.3.24 (`xtask/load/sockjs_node_echo.js`, run by
-//! `node` with the npm packages `cargo xtask interop` pins, installed under
-//! `target/xtask/node`), both with the same streaming `response_limit` ([`RESPONSE_LIMIT`], the
-//! default of both). switchboard-sockjs's `protocol_test_server` example is not used: its
-//! `/echo` ends streaming responses after 4096 bytes (what the protocol suite checks) and it
-//! leaves Nagle's algorithm on. Then for every transport × sessions × size it runs `sockjsload`
-//! (crates/bench) against one server at a time, the other idle: echo round trips with one
-//! message in flight per session, over the `websocket` transport (`["msg"]` out, `a["msg"]`
-//! back) and over `xhr-streaming` + `xhr_send`. The servers run pinned to CPU 0 and the load
-//! generator to CPU 1 (`taskset`, util-linux), so each gets one core and neither steals the
-//! other's; sockjs-node is single-threaded anyway. It prints one markdown table: msgs/s with
-//! ours / sockjs-node, p99 latency with sockjs-node / ours, and each server's CPU time per round
-//! trip (from `/proc/PID/stat`, warm-up included), plus how busy the load generator was (100% =
-//! its one core saturated: the figure is then a floor for that server, not its ceiling).
+//! `--compare` starts two SockJS echo servers on free loopback ports: switchboard-sockjs's
+//! `protocol_test_server` example (endpoint `/echo`, `TCP_NODELAY` like `switchboard`) and
+//! sockjs-node 0.3.24 (`xtask/load/sockjs_node_echo.js`, run by `node` with the npm packages
+//! `cargo xtask interop` pins, installed under `target/xtask/node`), both with the same
+//! streaming `response_limit` ([`RESPONSE_LIMIT`], the default of both; the example's own
+//! default is the protocol suite's 4096). Then for every transport × sessions × size it runs
+//! `sockjsload` (crates/bench) against one server at a time, the other idle: echo round trips
+//! with one message in flight per session, over the `websocket` transport (`["msg"]` out,
+//! `a["msg"]` back) and over `xhr-streaming` + `xhr_send`. The servers run pinned to CPU 0 and
+//! the load generator to CPU 1 (`taskset`, util-linux), so each gets one core and neither
+//! steals the other's; sockjs-node is single-threaded anyway. It prints one markdown table:
+//! msgs/s with ours / sockjs-node, p99 latency with sockjs-node / ours, and each server's CPU
+//! time per round trip (from `/proc/PID/stat`, warm-up included) with sockjs-node / ours, plus
+//! how busy the load generator was (100% = its one core saturated: the figure is then a floor
+//! for that server, not its ceiling).
 //!
 //! `--idle` measures server memory per idle session (resident-set growth over `N` sessions,
 //! default 2000, after 50 warm-up sessions; a fresh server per row):
@@ -214,7 +213,7 @@ impl Pinning {
 /// What the runs need: built binaries and the npm packages.
 struct Tools {
     sockjsload: PathBuf,
-    /// crates/bench's `sockjs_echo`.
+    /// switchboard-sockjs's `protocol_test_server` example.
     echo_server: PathBuf,
     node_modules: PathBuf,
     /// `switchboard` and `stompload`, for `--idle`.
@@ -230,8 +229,14 @@ impl Tools {
             "switchboard-bench",
             "--bin",
             "sockjsload",
-            "--bin",
-            "sockjs_echo",
+        ]))?;
+        crate::exec(crate::cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "switchboard-sockjs",
+            "--example",
+            "protocol_test_server",
         ]))?;
         let stomp = if idle {
             Some(super::build_stomp_tools()?)
@@ -245,7 +250,7 @@ impl Tools {
         let release = target_dir().join("release");
         Ok(Tools {
             sockjsload: release.join("sockjsload"),
-            echo_server: release.join("sockjs_echo"),
+            echo_server: release.join("examples/protocol_test_server"),
             node_modules,
             stomp,
         })
