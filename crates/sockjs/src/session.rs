@@ -432,7 +432,8 @@ impl Session {
 
     /// Adds messages from the client. Ignored (`Err(Closed)`) once closed. Past
     /// `max_incoming_bytes` unread by the application the session is closed with 1009
-    /// (`Err(QueueFull)`); the websocket transports avoid that by not reading while
+    /// (`Err(QueueFull)`) and both of its queues are dropped; the websocket transports avoid
+    /// that by not reading while
     /// [`incoming_full`](Self::incoming_full).
     pub fn receive(&mut self, msgs: Vec<String>) -> Result<(), Refused> {
         if self.close.is_some() {
