@@ -91,6 +91,9 @@ struct QueueState {
     pending: VecDeque<Entry>,
     /// How many of `pending` have an expiry (a full queue looks for expired ones only if any).
     expiring: usize,
+    /// No waiting message expires before this (a lower bound, exact after a purge): a full
+    /// queue scans for expired messages only once one may have expired.
+    next_expiry: Option<SystemTime>,
     consumers: Vec<Arc<Subscriber>>,
     next: usize,
     plan: QueuePlan,
@@ -134,19 +137,27 @@ impl QueueState {
         QueueState {
             pending: VecDeque::new(),
             expiring: 0,
+            next_expiry: None,
             consumers: Vec::new(),
             next: 0,
             plan,
         }
     }
 
+    fn note_expiry(&mut self, e: &Entry) {
+        if let Some(t) = e.expires_at {
+            self.expiring += 1;
+            self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
+        }
+    }
+
     fn push_back(&mut self, e: Entry) {
-        self.expiring += usize::from(e.expires_at.is_some());
+        self.note_expiry(&e);
         self.pending.push_back(e);
     }
 
     fn push_front(&mut self, e: Entry) {
-        self.expiring += usize::from(e.expires_at.is_some());
+        self.note_expiry(&e);
         self.pending.push_front(e);
     }
 
@@ -200,12 +211,18 @@ impl QueueState {
         delivered
     }
 
-    /// Retires every expired waiting message (a full queue makes room this way first).
+    /// Retires every expired waiting message (a full queue makes room this way first). Scans
+    /// only when a message may have expired since the last scan, so a full queue of long-lived
+    /// messages costs nothing per publish.
     fn purge_expired(&mut self, cx: &Cx<'_>, dead: &mut Vec<DeadLetter>) {
         if self.expiring == 0 {
+            self.next_expiry = None;
             return;
         }
         let now = cx.clock.now();
+        if self.next_expiry.is_some_and(|t| t > now) {
+            return;
+        }
         let mut kept = VecDeque::with_capacity(self.pending.len());
         while let Some(e) = self.pop_front() {
             if e.expires_at.is_some_and(|t| t <= now) {
@@ -214,6 +231,7 @@ impl QueueState {
                 kept.push_back(e);
             }
         }
+        self.next_expiry = None;
         for e in kept {
             self.push_back(e);
         }

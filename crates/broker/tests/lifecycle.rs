@@ -608,3 +608,37 @@ fn acked_messages_never_reach_the_dead_letter_queue() {
     assert_eq!(m.backend.dead_lettered, 0);
     assert_eq!(m.backend.pending, 0);
 }
+
+#[test]
+fn a_drop_oldest_ticker_with_a_ttl_keeps_the_newest_live_messages() {
+    let clock = clock();
+    let mut net = Net::new(config(
+        &clock,
+        vec![QueuePolicy {
+            pattern: "/queue/ticker".into(),
+            max_length: Some(3),
+            overflow: Overflow::DropOldest,
+            ttl: Some(Duration::from_secs(10)),
+            dead_letter: None,
+            ..QueuePolicy::default()
+        }],
+    ));
+    let p = net.connect("1.2");
+    for i in 0..5 {
+        net.frame(p, send("/queue/ticker", ["a", "b", "c", "d", "e"][i]));
+        clock.advance(Duration::from_secs(1));
+    }
+    // Full of live messages: the oldest made room, counted as overflow.
+    let m = net.broker.metrics();
+    assert_eq!((m.backend.overflowed, m.backend.expired), (2, 0));
+    // "c" (sent at t=2) expires at t=12; at t=12.5 a new message takes its room.
+    clock.advance(Duration::from_millis(7_500));
+    net.frame(p, send("/queue/ticker", "f"));
+    let m = net.broker.metrics();
+    assert_eq!((m.backend.overflowed, m.backend.expired), (2, 1));
+    let c = net.connect("1.2");
+    net.frame(c, subscribe("s", "/queue/ticker"));
+    let got: Vec<String> = net.messages(c).iter().map(|m| body(m).to_owned()).collect();
+    assert_eq!(got, ["d", "e", "f"]);
+    assert_eq!(net.broker.metrics().backend.discarded, 3);
+}
