@@ -106,7 +106,11 @@ fuzz_target!(|input: Input| {
                 match s.receive(msgs) {
                     Ok(()) => incoming.extend(copy),
                     Err(Refused::Closed) => assert!(was_closed),
-                    Err(Refused::QueueFull) => incoming.clear(),
+                    Err(Refused::QueueFull) => {
+                        // The session closed: both of its queues are dropped.
+                        incoming.clear();
+                        pending.clear();
+                    }
                 }
             }
             Op::Take => assert_eq!(s.take_incoming(), incoming.pop_front()),
