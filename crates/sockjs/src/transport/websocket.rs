@@ -139,11 +139,19 @@ fn ws_close_code(code: u16) -> CloseCode {
 
 /// Moves frames until either side closes.
 async fn run(cell: &Arc<Cell>, mut ws: WebSocketStream<Lingering>, framing: Framing) {
+    // The heartbeat timer. Every frame sent moves the session's heartbeat deadline later; the
+    // timer is not re-armed for that (no timer-wheel work per message): it fires at the old
+    // deadline, `handle_timeout` finds nothing due, and it is armed again at the new one. It is
+    // re-armed early only when the deadline moves earlier.
     let mut sleep = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
+    let mut armed: Option<std::time::Instant> = None;
     loop {
         let deadline = cell.poll_timeout();
-        if let Some(d) = deadline {
+        if let Some(d) = deadline
+            && armed.is_none_or(|a| d < a)
+        {
             sleep.as_mut().reset(tokio::time::Instant::from_std(d));
+            armed = Some(d);
         }
         tokio::select! {
             m = async {
@@ -210,7 +218,8 @@ async fn run(cell: &Arc<Cell>, mut ws: WebSocketStream<Lingering>, framing: Fram
                     return;
                 }
             }
-            () = &mut sleep, if deadline.is_some() => {
+            () = &mut sleep, if armed.is_some() => {
+                armed = None;
                 cell.handle_timeout();
             }
         }
