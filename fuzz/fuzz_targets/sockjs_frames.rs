@@ -69,7 +69,11 @@ fuzz_target!(|input: Input| {
         max_queued_bytes: max,
         max_incoming_bytes: max,
     };
-    let framing = if input.raw { Framing::Raw } else { Framing::SockJs };
+    let framing = if input.raw {
+        Framing::Raw
+    } else {
+        Framing::SockJs
+    };
     let mut now = Instant::now();
     let mut s = Session::new(config, framing, now);
     // The model: messages sent and not yet delivered; the first close.
@@ -126,10 +130,16 @@ fuzz_target!(|input: Input| {
                         assert_eq!(got, want);
                     }
                     FrameKind::Raw => {
-                        assert_eq!(Some(&f.bytes[..]), pending.pop_front().as_deref().map(str::as_bytes));
+                        assert_eq!(
+                            Some(&f.bytes[..]),
+                            pending.pop_front().as_deref().map(str::as_bytes)
+                        );
                     }
                     FrameKind::Close => {
-                        assert!(pending.is_empty(), "queued messages go out before the close");
+                        assert!(
+                            pending.is_empty(),
+                            "queued messages go out before the close"
+                        );
                         let c = first_close.get_or_insert_with(|| f.bytes.clone());
                         assert_eq!(&f.bytes, c);
                     }
@@ -159,7 +169,11 @@ fuzz_target!(|input: Input| {
             // Closed by a queue limit or by reaping.
             first_close = Some(info.frame.clone());
         }
-        assert!(s.queued_bytes() <= max, "queue {} over {max}", s.queued_bytes());
+        assert!(
+            s.queued_bytes() <= max,
+            "queue {} over {max}",
+            s.queued_bytes()
+        );
         if first_close.is_some() {
             assert!(s.is_closed(), "closed stays closed");
             assert_eq!(s.close_info().map(|c| &c.frame), first_close.as_ref());
