@@ -64,7 +64,7 @@ usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rat
        cargo xtask load stomp --compare [--secs S] [--warmup W] [--sizes 128,16384]
                                         [--only switchboard,rabbitmq,activemq] [--markdown]
        cargo xtask load idle [--conns N]
-       cargo xtask load sockjs --compare [--secs S] [--warmup W] [--sizes 16,1024]
+       cargo xtask load sockjs --compare [--secs S] [--warmup W] [--rounds R] [--sizes 16,1024]
                                          [--sessions-list 1,100] [--transports websocket,xhr-streaming]
        cargo xtask load sockjs --idle [--idle-sessions N]";
 

@@ -1,7 +1,7 @@
 //! `cargo xtask load sockjs`: our SockJS server beside sockjs-node, with one load generator.
 //!
 //! ```text
-//! cargo xtask load sockjs --compare [--secs S] [--warmup W] [--sizes 16,1024]
+//! cargo xtask load sockjs --compare [--secs S] [--warmup W] [--rounds R] [--sizes 16,1024]
 //!                                   [--sessions-list 1,100] [--transports websocket,xhr-streaming]
 //! cargo xtask load sockjs --idle [--idle-sessions N]
 //! ```
@@ -14,7 +14,9 @@
 //! default is the protocol suite's 4096). Then for every transport × sessions × size it runs
 //! `sockjsload` (crates/bench) against one server at a time, the other idle: echo round trips
 //! with one message in flight per session, over the `websocket` transport (`["msg"]` out,
-//! `a["msg"]` back) and over `xhr-streaming` + `xhr_send`. The servers run pinned to CPU 0 and
+//! `a["msg"]` back) and over `xhr-streaming` + `xhr_send`. The whole matrix runs `R` times
+//! (default 3) and each cell shows its median run: on a shared machine one round can be
+//! disturbed by whatever else runs. The servers run pinned to CPU 0 and
 //! the load generator to CPU 1 (`taskset`, util-linux), so each gets one core and neither
 //! steals the other's; sockjs-node is single-threaded anyway. It prints one markdown table:
 //! msgs/s with ours / sockjs-node, p99 latency with sockjs-node / ours, and each server's CPU
@@ -40,7 +42,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const USAGE: &str = "\
-usage: cargo xtask load sockjs --compare [--secs S] [--warmup W] [--sizes 16,1024]
+usage: cargo xtask load sockjs --compare [--secs S] [--warmup W] [--rounds R] [--sizes 16,1024]
                                          [--sessions-list 1,100] [--transports websocket,xhr-streaming]
        cargo xtask load sockjs --idle [--idle-sessions N]";
 
@@ -77,6 +79,8 @@ struct Args {
     idle: bool,
     secs: f64,
     warmup: f64,
+    /// Times the whole matrix runs; each cell shows the median run.
+    rounds: usize,
     sizes: Vec<usize>,
     sessions: Vec<usize>,
     transports: Vec<&'static str>,
@@ -89,6 +93,7 @@ fn parse_args(args: &[String]) -> Result<Args> {
         idle: false,
         secs: 3.0,
         warmup: 1.0,
+        rounds: 3,
         sizes: vec![16, 1024],
         sessions: vec![1, 100],
         transports: TRANSPORTS.to_vec(),
@@ -105,6 +110,7 @@ fn parse_args(args: &[String]) -> Result<Args> {
             "--idle" => a.idle = true,
             "--secs" => a.secs = value()?.parse()?,
             "--warmup" => a.warmup = value()?.parse()?,
+            "--rounds" => a.rounds = value()?.parse()?,
             "--sizes" => a.sizes = super::parse_list(value()?)?,
             "--sessions-list" => a.sessions = super::parse_list(value()?)?,
             "--idle-sessions" => a.idle_sessions = value()?.parse()?,
@@ -131,6 +137,9 @@ fn parse_args(args: &[String]) -> Result<Args> {
     }
     if !(a.secs > 0.0 && a.secs <= 3600.0 && (0.0..=600.0).contains(&a.warmup)) {
         return Err("--secs must be in (0, 3600] and --warmup in [0, 600]".into());
+    }
+    if !(1..=20).contains(&a.rounds) {
+        return Err("--rounds must be in 1..=20".into());
     }
     if a.sizes.is_empty() || a.sessions.is_empty() || a.transports.is_empty() {
         return Err(format!("nothing to run\n{USAGE}").into());
@@ -340,26 +349,49 @@ fn compare(a: &Args, tools: &Tools, pin: &Pinning) -> Result<String> {
         let (p, port) = start_echo(echo, tools, pin, &log)?;
         servers.push((echo, p, port));
     }
-    let mut results: Vec<(Point, Vec<Option<EchoResult>>)> = Vec::new();
+    let mut points = Vec::new();
     for &transport in &a.transports {
         for &sessions in &a.sessions {
             for &size in &a.sizes {
-                let point = Point {
+                points.push(Point {
                     transport,
                     sessions,
                     size,
-                };
-                let mut cells = Vec::new();
-                for (echo, server, port) in servers.iter_mut() {
-                    server.ensure_running()?;
-                    cells.push(run_point(a, tools, pin, *echo, server.pid(), *port, point)?);
-                }
-                results.push((point, cells));
+                });
             }
         }
     }
+    // samples[point][server]: every successful run of the rounds.
+    let mut samples: Vec<Vec<Vec<EchoResult>>> =
+        vec![vec![Vec::new(); servers.len()]; points.len()];
+    for round in 1..=a.rounds {
+        if a.rounds > 1 {
+            eprintln!("xtask load sockjs: round {round} of {}", a.rounds);
+        }
+        for (i, &point) in points.iter().enumerate() {
+            for (j, (echo, server, port)) in servers.iter_mut().enumerate() {
+                server.ensure_running()?;
+                if let Some(r) = run_point(a, tools, pin, *echo, server.pid(), *port, point)? {
+                    samples[i][j].push(r);
+                }
+            }
+        }
+    }
+    let results: Vec<(Point, Vec<Option<EchoResult>>)> = points
+        .into_iter()
+        .zip(samples)
+        .map(|(p, cells)| (p, cells.into_iter().map(median_run).collect()))
+        .collect();
     drop(servers);
     Ok(render_compare(a, pin, &results))
+}
+
+/// The run with the median msgs/s (the lower middle one of an even count), so one round
+/// disturbed by another process on the machine does not decide the figure.
+fn median_run(mut runs: Vec<EchoResult>) -> Option<EchoResult> {
+    runs.sort_by(|x, y| x.msgs_per_sec.total_cmp(&y.msgs_per_sec));
+    let mid = runs.len().checked_sub(1)? / 2;
+    Some(runs.swap_remove(mid))
 }
 
 fn run_point(
@@ -443,12 +475,13 @@ fn render_compare(a: &Args, pin: &Pinning, results: &[(Point, Vec<Option<EchoRes
     let _ = writeln!(
         out,
         "\nSockJS echo, one message in flight per session, {}s measured after {}s warm-up, \
-         one server at a time; {}; xhr-streaming responses end after {} KiB on both servers. \
+         median of {} rounds, one server at a time; {}; xhr-streaming responses end after {} KiB on both servers. \
          ours/node > 1: switchboard-sockjs ahead. CPU: server CPU time per round trip \
          (warm-up included). client: the load generator's share of its one core (100% = it, \
          not the server, was the limit).",
         a.secs,
         a.warmup,
+        a.rounds,
         pin.describe(),
         RESPONSE_LIMIT / 1024
     );
@@ -688,6 +721,22 @@ mod tests {
         assert!(parse_args(&args("--compare --transports jsonp")).is_err());
         assert!(parse_args(&args("--compare --sizes 0")).is_err());
         assert!(parse_args(&args("--compare --secs")).is_err());
+        assert!(parse_args(&args("--compare --rounds 0")).is_err());
+        assert_eq!(parse_args(&args("--compare --rounds 5")).unwrap().rounds, 5);
+    }
+
+    #[test]
+    fn median_run_is_the_middle_one() {
+        let run = |rate| EchoResult {
+            msgs_per_sec: rate,
+            ..EchoResult::default()
+        };
+        assert_eq!(median_run(vec![]), None);
+        assert_eq!(median_run(vec![run(5.0)]).unwrap().msgs_per_sec, 5.0);
+        let three = vec![run(9.0), run(1.0), run(4.0)];
+        assert_eq!(median_run(three).unwrap().msgs_per_sec, 4.0);
+        let four = vec![run(9.0), run(1.0), run(4.0), run(6.0)];
+        assert_eq!(median_run(four).unwrap().msgs_per_sec, 4.0);
     }
 
     #[test]
