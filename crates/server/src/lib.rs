@@ -66,6 +66,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod auth;
 pub mod chat;
 pub mod cli;
 pub mod config;

@@ -115,6 +115,14 @@ impl StompConnection {
         }
     }
 
+    /// A bearer token the transport received outside STOMP (see [`crate::auth::token`]), for
+    /// the authenticator to read at CONNECT.
+    pub(crate) fn set_token(&mut self, token: Option<String>) {
+        if let Some(t) = token {
+            self.session.set_token(t);
+        }
+    }
+
     /// The broker session id.
     pub(crate) fn id(&self) -> &str {
         self.session.id()

@@ -114,6 +114,7 @@ pub(crate) fn upgrade(
     slot.set_transport(Transport::WebSocket);
     let versions = subprotocol_version(accepted.protocol.as_deref());
     let deflate = accepted.deflate;
+    let token = crate::auth::token::request_token(req.headers(), req.uri());
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -125,6 +126,7 @@ pub(crate) fn upgrade(
                     deflate,
                     shared,
                     slot,
+                    token,
                 )
                 .await;
             }
@@ -199,6 +201,7 @@ async fn run<S>(
     deflate: Option<DeflateParams>,
     shared: Arc<Shared>,
     slot: ConnectionSlot,
+    token: Option<String>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -214,6 +217,7 @@ async fn run<S>(
         versions,
         Instant::now(),
     );
+    conn.set_token(token);
     let signal = conn.signal();
     let mut wire = BytesMut::new();
     let mut sizer = ReadSizer::default();
