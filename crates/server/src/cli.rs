@@ -58,6 +58,36 @@ pub struct Cli {
     /// net.core.somaxconn].
     #[arg(long, value_name = "N")]
     pub backlog: Option<u32>,
+    /// A subcommand instead of running the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Prints an argon2id PHC hash of a password read from standard input (first line), for a
+    /// `[[users]]` passcode; the password never appears in the command line or shell history.
+    HashPassword {
+        /// Read the password from piped standard input without a prompt (the default when
+        /// standard input is not a terminal).
+        #[arg(long)]
+        stdin: bool,
+    },
+}
+
+/// Reads the first line of `input` (without its line ending) and hashes it.
+pub fn hash_password_from(mut input: impl std::io::BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    crate::auth::hash_password(password)
 }
 
 impl Cli {
@@ -154,6 +184,27 @@ mod tests {
             .into_config()
             .unwrap();
         assert!(c.tls.is_some());
+    }
+
+    #[test]
+    fn hash_password_reads_one_line_and_hashes_it() {
+        let cli = Cli::try_parse_from(["switchboard", "hash-password", "--stdin"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::HashPassword { stdin: true })
+        ));
+        let h = hash_password_from(&b"pa ss\r\nignored\n"[..]).unwrap();
+        let u = crate::config::User {
+            login: "a".into(),
+            passcode: h,
+            groups: Vec::new(),
+        };
+        let (users, plain) = crate::auth::users::Users::new(&[u], 4).unwrap();
+        assert!(plain.is_empty());
+        assert!(users.verify("a", "pa ss").is_some());
+        assert!(users.verify("a", "pa ss\r").is_none());
+        assert!(hash_password_from(&b"\n"[..]).is_err());
+        assert!(hash_password_from(&b""[..]).is_err());
     }
 
     #[test]

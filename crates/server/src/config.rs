@@ -143,8 +143,15 @@ pub struct Config {
     pub app_destinations: Vec<AppDestination>,
     /// Resource limits.
     pub limits: Limits,
-    /// Static users; empty means every login (or none) is accepted.
+    /// Static users; empty (and no `[auth.jwt]`) means every login (or none) is accepted.
     pub users: Vec<User>,
+    /// Authentication settings: the default access decision, JWT bearer tokens, the
+    /// failed-login back-off and the passcode cache.
+    pub auth: Auth,
+    /// Access rules (`[[acl]]`), first match decides; none: `auth.default` decides everything.
+    pub acl: Vec<AclEntry>,
+    /// Queue policies (`[[queues]]`), first matching pattern applies.
+    pub queues: Vec<QueueEntry>,
 }
 
 impl Default for Config {
@@ -161,6 +168,9 @@ impl Default for Config {
             }],
             limits: Limits::default(),
             users: Vec::new(),
+            auth: Auth::default(),
+            acl: Vec::new(),
+            queues: Vec::new(),
         }
     }
 }
@@ -357,13 +367,193 @@ pub struct AppDestination {
 }
 
 /// A static user.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     /// The STOMP `login` header.
     pub login: String,
-    /// The STOMP `passcode` header.
+    /// The passcode: an argon2 PHC hash (`$argon2id$v=19$...`, printed by
+    /// `switchboard hash-password`), or — discouraged, logged as a warning at start — the
+    /// passcode itself in plain text.
     pub passcode: String,
+    /// Groups for `[[acl]]` rules with `who = "group:NAME"`. Default none.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("login", &self.login)
+            .field("passcode", &"<redacted>")
+            .field("groups", &self.groups)
+            .finish()
+    }
+}
+
+impl User {
+    /// Whether the passcode is stored as a PHC hash (else it is plain text).
+    pub fn is_hashed(&self) -> bool {
+        self.passcode.starts_with("$argon2")
+    }
+}
+
+/// `[auth]`: authentication and the default access decision.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Auth {
+    /// What `[[acl]]` decides when no rule matches: `"allow"` (the default) or `"deny"`.
+    pub default: String,
+    /// JWT bearer tokens; off unless the table is present.
+    pub jwt: Option<Jwt>,
+    /// The per-address back-off after failed logins.
+    pub backoff: Backoff,
+    /// Verified (login, passcode) pairs remembered, so an argon2 hash (tens of milliseconds of
+    /// CPU) is checked once per pair rather than per CONNECT. Keyed by an HMAC-SHA256 under a
+    /// per-process random key (the passcode itself is not kept). 0 turns the cache off.
+    /// Default 1024.
+    pub passcode_cache: usize,
+}
+
+impl Default for Auth {
+    fn default() -> Auth {
+        Auth {
+            default: "allow".into(),
+            jwt: None,
+            backoff: Backoff::default(),
+            passcode_cache: 1024,
+        }
+    }
+}
+
+impl Auth {
+    /// Whether `default = "allow"`.
+    pub fn default_allow(&self) -> Result<bool, ConfigError> {
+        match self.default.as_str() {
+            "allow" => Ok(true),
+            "deny" => Ok(false),
+            other => Err(ConfigError::Invalid(format!(
+                "auth.default = `{other}`: expected \"allow\" or \"deny\""
+            ))),
+        }
+    }
+}
+
+/// `[auth.jwt]`: JWT bearer tokens. Exactly one key source: `secret` (HS256), `public_key`
+/// (a PEM file: RS256 for an RSA key, ES256 for a P-256 key) or `jwks_file` (a JSON Web Key
+/// Set file; the token's `kid` picks the key).
+#[derive(Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Jwt {
+    /// HS256 shared secret.
+    pub secret: Option<String>,
+    /// PEM public key file (RSA → RS256, EC P-256 → ES256).
+    pub public_key: Option<PathBuf>,
+    /// JWKS file (RS256/ES256 keys).
+    pub jwks_file: Option<PathBuf>,
+    /// Required `iss`, if set.
+    pub issuer: Option<String>,
+    /// Required `aud` (one of), if set.
+    pub audience: Option<String>,
+    /// Clock skew allowed for `exp` and `nbf`, in seconds. Default 30.
+    pub leeway_s: Option<u64>,
+    /// The claim naming the principal. Default `sub`.
+    pub principal_claim: Option<String>,
+    /// A claim with the principal's groups (an array of strings, or a space-separated string).
+    pub groups_claim: Option<String>,
+    /// A claim with destination grants: an object `{"subscribe": [patterns], "send": [patterns]}`
+    /// or an array of `{"actions": [...], "destinations": [...]}`.
+    pub grants_claim: Option<String>,
+    /// The CONNECT `login` value meaning "the passcode is a token". Default `jwt`. An empty or
+    /// missing login with a token-shaped passcode (three dot-separated parts) means the same.
+    pub login_marker: Option<String>,
+}
+
+impl fmt::Debug for Jwt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jwt")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("public_key", &self.public_key)
+            .field("jwks_file", &self.jwks_file)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_s", &self.leeway_s)
+            .field("principal_claim", &self.principal_claim)
+            .field("groups_claim", &self.groups_claim)
+            .field("grants_claim", &self.grants_claim)
+            .field("login_marker", &self.login_marker)
+            .finish()
+    }
+}
+
+/// `[auth.backoff]`: after `max_failures` failed logins from one IP address within
+/// `window_ms`, CONNECTs from it are refused without checking credentials for `delay_ms`,
+/// doubling with each further failure up to `max_delay_ms`. The table holds at most
+/// `max_addresses` addresses (the stalest entry is evicted first).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// Off when false. Default true.
+    pub enabled: bool,
+    /// Failures tolerated within the window. Default 5.
+    pub max_failures: u32,
+    /// The window, in milliseconds. Default 60 000.
+    pub window_ms: u64,
+    /// First refusal period, in milliseconds. Default 1 000.
+    pub delay_ms: u64,
+    /// Longest refusal period, in milliseconds. Default 60 000.
+    pub max_delay_ms: u64,
+    /// Addresses tracked at once. Default 10 000.
+    pub max_addresses: usize,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            enabled: true,
+            max_failures: 5,
+            window_ms: 60_000,
+            delay_ms: 1_000,
+            max_delay_ms: 60_000,
+            max_addresses: 10_000,
+        }
+    }
+}
+
+/// An `[[acl]]` rule (see `switchboard_broker::AclRule`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AclEntry {
+    /// `user:NAME`, `group:NAME`, `authenticated`, `anonymous` or `anyone`.
+    pub who: String,
+    /// Destination patterns (`*` one segment, `**` any number, `{username}`).
+    pub destinations: Vec<String>,
+    /// `subscribe` and/or `send`.
+    pub actions: Vec<String>,
+    /// Allow (true) or deny (false).
+    pub allow: bool,
+}
+
+/// A `[[queues]]` policy (see `switchboard_broker::QueuePolicy`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueEntry {
+    /// Queue destinations (wildcards as in subscriptions), e.g. `/queue/jobs.*`.
+    pub pattern: String,
+    /// Messages kept while nobody takes them. Default `limits.max_pending_per_queue`.
+    pub max_length: Option<usize>,
+    /// `refuse` (default) or `drop-oldest`.
+    pub overflow: Option<String>,
+    /// Redeliveries before a message is dead-lettered. Default 10; `-1` = forever.
+    pub max_redeliveries: Option<i64>,
+    /// Dead-letter destination (`{name}` = the queue's name). Default `/queue/DLQ.{name}`;
+    /// `""` discards dead letters.
+    pub dead_letter: Option<String>,
+    /// Time to live in milliseconds. Default none.
+    pub ttl_ms: Option<u64>,
 }
 
 /// Resource limits; every one has a default.
@@ -552,6 +742,16 @@ impl Config {
         if self.limits.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_connections must be > 0".into(),
+            ));
+        }
+        self.auth.default_allow()?;
+        crate::auth::acl(self)?;
+        crate::auth::queue_policies(self)?;
+        crate::auth::ConfigAuthenticator::from_config(self)?;
+        let b = &self.auth.backoff;
+        if b.enabled && (b.max_failures == 0 || b.window_ms == 0 || b.delay_ms == 0) {
+            return Err(ConfigError::Invalid(
+                "auth.backoff: max_failures, window_ms and delay_ms must be > 0".into(),
             ));
         }
         if self.limits.max_unacked == 0 {

@@ -85,6 +85,7 @@ mod websocket;
 
 use std::fmt::Write as _;
 
+pub use auth::hash_password;
 pub use config::Config;
 pub use server::{BoundAddrs, Server, ServerError, ShutdownHandle};
 pub use session::broker_builder;
@@ -244,6 +245,31 @@ fn render_broker_metrics(m: &switchboard_broker::MetricsSnapshot, out: &mut Stri
             "switchboard_messages_redelivered_total",
             "Queue messages given back for redelivery.",
             m.messages_redelivered,
+        ),
+        (
+            "switchboard_auth_failures_total",
+            "Failed logins (refused CONNECTs, including those refused by the per-address back-off).",
+            m.auth_failures,
+        ),
+        (
+            "switchboard_messages_expired_total",
+            "Messages whose TTL or expires header passed before delivery.",
+            m.backend.expired,
+        ),
+        (
+            "switchboard_messages_dead_lettered_total",
+            "Messages moved to a dead-letter queue (max redeliveries, expiry, overflow).",
+            m.backend.dead_lettered,
+        ),
+        (
+            "switchboard_messages_overflowed_total",
+            "Messages dropped from a full drop-oldest queue.",
+            m.backend.overflowed,
+        ),
+        (
+            "switchboard_messages_discarded_total",
+            "Messages discarded (expired, overflowed or past max redeliveries with no dead-letter queue).",
+            m.backend.discarded,
         ),
     ];
     for (name, help, v) in counters {

@@ -6,11 +6,27 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use switchboard_server::{Server, cli::Cli};
+use switchboard_server::Server;
+use switchboard_server::cli::{Cli, Command, hash_password_from};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::HashPassword { stdin }) = &cli.command {
+        if !stdin && std::io::stdin().is_terminal() {
+            eprint!("password (echoed; pipe it with --stdin to keep it off the screen): ");
+        }
+        return match hash_password_from(std::io::stdin().lock()) {
+            Ok(h) => {
+                println!("{h}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard hash-password: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use switchboard_broker::{
-    AppMapping, Broker, BrokerBuilder, BrokerConfig, CloseReason, EncodedFrame, ErrorKind,
-    HeartBeat, OutboundSignal, Session, SessionOptions, StaticUsers,
+    AclAuthorizer, AppMapping, Broker, BrokerBuilder, BrokerConfig, CloseReason, EncodedFrame,
+    ErrorKind, HeartBeat, OutboundSignal, Session, SessionOptions,
 };
 use switchboard_stomp::{Limits as StompLimits, Parsed, Parser, Version};
 use tokio::time::Instant;
@@ -26,16 +26,20 @@ pub fn broker_builder(config: &Config) -> BrokerBuilder {
     if config.chat.enabled {
         builder = crate::chat::register(builder, config);
     }
-    if config.users.is_empty() {
-        builder
-    } else {
-        let users = StaticUsers::new(
-            config
-                .users
-                .iter()
-                .map(|u| (u.login.clone(), u.passcode.clone())),
-        );
-        builder.authenticator(Arc::new(users))
+    if let Some(a) = crate::auth::authenticator(config) {
+        builder = builder.authenticator(a);
+    }
+    match crate::auth::acl(config) {
+        Ok(Some(acl)) => builder.authorizer(Arc::new(acl)),
+        Ok(None) => builder,
+        Err(e) => {
+            // Fail closed: Config::validate reports this at start.
+            tracing::error!(error = %e, "[[acl]] misconfigured: every SUBSCRIBE and SEND is denied");
+            match AclAuthorizer::new(Vec::new(), false) {
+                Ok(deny) => builder.authorizer(Arc::new(deny)),
+                Err(_) => builder,
+            }
+        }
     }
 }
 
@@ -61,6 +65,10 @@ fn broker_config(config: &Config) -> BrokerConfig {
                 to: m.target.clone(),
             })
             .collect(),
+        queues: crate::auth::queue_policies(config).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "[[queues]] misconfigured: the default policy applies");
+            Vec::new()
+        }),
         ..BrokerConfig::default()
     };
     bc.limits.max_connections = l.max_connections;
@@ -147,7 +155,9 @@ impl StompConnection {
                 Ok(None) => break,
                 Ok(Some(Parsed::HeartBeat)) => {}
                 Ok(Some(Parsed::Frame(frame))) => {
-                    self.session.handle_frame(frame, now);
+                    // The authenticator reads the peer's address for its back-off.
+                    let session = &mut self.session;
+                    crate::auth::with_peer(self.peer.ip(), || session.handle_frame(frame, now));
                     if !self.version_set
                         && let Some(v) = self.session.version()
                     {

@@ -156,6 +156,13 @@ async fn serve(conn: Connection, shared: Arc<Shared>, slot: ConnectionSlot) {
         None,
         Instant::now(),
     );
+    // A browser's token: `access_token` on the SockJS URL (or a Bearer header, if a client
+    // can set one) of the request that opened the session.
+    let request = conn.request();
+    stomp.set_token(crate::auth::token::request_token(
+        &request.headers,
+        &request.uri,
+    ));
     let signal = stomp.signal();
     let mut sink = SockJsSink {
         conn: &conn,

@@ -203,6 +203,7 @@ async fn static_users_are_checked() {
     config.users = vec![switchboard_server::config::User {
         login: "alice".into(),
         passcode: "secret".into(),
+        groups: Vec::new(),
     }];
     let server = start(config).await;
     let mut bad = StompClient::tcp(server.stomp()).await;

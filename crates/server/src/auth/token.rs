@@ -81,7 +81,10 @@ mod tests {
             request_token(&h, &uri("/chat?access_token=zzz")).as_deref(),
             Some("abc.def.ghi")
         );
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  x "));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  x "),
+        );
         assert_eq!(request_token(&h, &uri("/chat")).as_deref(), Some("x"));
     }
 
