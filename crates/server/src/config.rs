@@ -63,10 +63,53 @@
 //! max_transaction_bytes = 4194304 # bytes buffered in one session's open transactions
 //! shutdown_grace_ms = 5000       # time to flush queued frames on shutdown
 //!
-//! [[users]]                      # no users: any login is accepted
-//! login = "guest"
-//! passcode = "guest"
+//! [[users]]                      # no users and no [auth.jwt]: any login is accepted
+//! login = "alice"
+//! passcode = "$argon2id$v=19$..."  # `switchboard hash-password`; plain text loads, warned
+//! groups = ["staff"]             # for [[acl]] who = "group:staff"
+//!
+//! [auth]
+//! default = "allow"              # [[acl]] decision when no rule matches: "allow" or "deny"
+//! passcode_cache = 1024          # verified (login, passcode) pairs remembered; 0: off
+//!
+//! [auth.jwt]                     # bearer tokens; off unless present; one key source:
+//! secret = "..."                 # HS256 (>= 32 bytes), or
+//! # public_key = "key.pem"       # RS256 (RSA) / ES256 (P-256) public key, or
+//! # jwks_file = "jwks.json"      # a JWKS (the token's kid picks the key)
+//! # issuer = "..."               # required iss, if set
+//! # audience = "..."             # required aud, if set
+//! leeway_s = 30                  # clock skew for exp (required) and nbf
+//! principal_claim = "sub"
+//! # groups_claim = "groups"
+//! # grants_claim = "channels"    # {"subscribe": [...], "send": [...]}
+//! login_marker = "jwt"           # CONNECT login meaning "passcode is a token"
+//!
+//! [auth.backoff]                 # per client IP address, after failed logins
+//! enabled = true
+//! max_failures = 5               # within window_ms; then refused unchecked for delay_ms,
+//! window_ms = 60000              # doubling per further failure up to max_delay_ms
+//! delay_ms = 1000
+//! max_delay_ms = 60000
+//! max_addresses = 10000          # bounded table
+//!
+//! [[acl]]                        # first matching rule decides SUBSCRIBE/SEND
+//! who = "group:staff"            # user:NAME, group:NAME, authenticated, anonymous, anyone
+//! destinations = ["/topic/staff.**", "/app/chat"]
+//! actions = ["subscribe", "send"]
+//! allow = true
+//!
+//! [[queues]]                     # first matching pattern applies
+//! pattern = "/queue/jobs.*"
+//! max_length = 10000             # default limits.max_pending_per_queue
+//! overflow = "refuse"            # or "drop-oldest"
+//! max_redeliveries = 10          # then dead-lettered; -1: forever
+//! dead_letter = "/queue/DLQ.{name}"  # "" discards
+//! # ttl_ms = 30000               # default none
 //! ```
+//!
+//! Tokens are also accepted from a WebSocket upgrade's `Authorization: Bearer` header and from
+//! an `access_token` query parameter on the WebSocket or SockJS URL. Passcodes, tokens and
+//! query strings are never logged.
 
 use std::fmt;
 use std::net::SocketAddr;
