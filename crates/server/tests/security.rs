@@ -367,3 +367,26 @@ async fn nacked_past_max_redeliveries_goes_to_the_dead_letter_queue() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_second_connect_with_a_fresh_token_keeps_the_session() {
+    let server = start(secure_config("")).await;
+    let mut c = StompClient::tcp(server.stomp()).await;
+    c.send(connect_frame(Some("jwt"), Some(&token("gina", 1))))
+        .await;
+    assert_eq!(c.recv().await.command, Command::Connected);
+    c.send(connect_frame(Some("jwt"), Some(&token("gina", 600))).header("receipt", "refresh"))
+        .await;
+    let r = c.recv().await;
+    assert_eq!(r.command, Command::Receipt, "{r:?}");
+    // Past the first token's expiry (1 s, leeway 0) the session still works.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    c.subscribe("/topic/staff.news", "0").await;
+    // A refresh naming another principal is refused and ends the session.
+    c.send(connect_frame(Some("jwt"), Some(&token("mallory", 600))))
+        .await;
+    let e = c.recv().await;
+    assert_eq!(e.command, Command::Error, "{e:?}");
+    c.expect_closed().await;
+    server.shutdown().await;
+}
