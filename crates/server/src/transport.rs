@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::session::StompConnection;
 
 /// Smallest read: what an idle connection keeps reserved while it waits.
-const READ_MIN: usize = 512;
+pub(crate) const READ_MIN: usize = 512;
 /// Largest read: what a connection streaming at full speed reads at once.
 const READ_MAX: usize = 64 * 1024;
 /// A drained buffer bigger than this is replaced by a fresh small one ([`shrink_idle`]).
@@ -44,6 +44,11 @@ impl ReadSizer {
         buf.capacity() - buf.len()
     }
 
+    /// True while reads are at their smallest size (the connection is quiet).
+    pub(crate) fn is_min(&self) -> bool {
+        self.next == READ_MIN
+    }
+
     /// Records that a read given `room` bytes brought `n`.
     pub(crate) fn after_read(&mut self, n: usize, room: usize) {
         self.next = if n >= room {
@@ -58,6 +63,14 @@ impl ReadSizer {
 /// Releases a large read buffer once it holds no pending bytes.
 pub(crate) fn shrink_idle(buf: &mut BytesMut) {
     if buf.is_empty() && buf.capacity() > IDLE_BUFFER_MAX {
+        *buf = BytesMut::new();
+    }
+}
+
+/// Drops a buffer's allocation once it holds no pending bytes, whatever its size (for
+/// connections that are about to wait: an idle connection then keeps no buffer at all).
+pub(crate) fn release_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 0 {
         *buf = BytesMut::new();
     }
 }

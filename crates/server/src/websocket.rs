@@ -32,7 +32,7 @@ use crate::metrics::Transport;
 use crate::origin::origin_allowed;
 use crate::server::{ConnectionSlot, Shared};
 use crate::session::StompConnection;
-use crate::transport::{FrameSink, ReadSizer, earliest, pull, shrink_idle, sleep_until_opt};
+use crate::transport::{FrameSink, ReadSizer, earliest, pull, release_if_empty, sleep_until_opt};
 
 /// The STOMP subprotocols, in the server's order of preference.
 pub const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
@@ -260,13 +260,18 @@ async fn run<S>(
         };
         let timer = earliest(session_timer, deadline);
         let want_read = read_open && sink.ws.state() != CloseState::Closed;
-        let room = if want_read {
-            sizer.before_read(&mut wire)
-        } else {
+        // A quiet connection with nothing buffered reads through the stack (`read_wire`), so
+        // it holds no read buffer while it waits.
+        let quiet = wire.is_empty() && sizer.is_min();
+        let room = if !want_read {
             0
+        } else if quiet {
+            READ_QUIET
+        } else {
+            sizer.before_read(&mut wire)
         };
         tokio::select! {
-            r = rd.read_buf(&mut wire), if want_read => match r {
+            r = read_wire(&mut rd, &mut wire, quiet), if want_read => match r {
                 Ok(0) => {
                     read_open = false;
                     if sink.ws.state() == CloseState::Open {
@@ -281,7 +286,13 @@ async fn run<S>(
                         // Protocol error: the ws connection queued a Close; flush it.
                         read_open = false;
                     }
-                    shrink_idle(&mut stomp);
+                    // What the STOMP parser left unparsed stays; an emptied buffer is given
+                    // back (frame bodies keep their own slices of it), and so is a drained
+                    // read buffer while reads are small.
+                    release_if_empty(&mut stomp);
+                    if sizer.is_min() {
+                        release_if_empty(&mut wire);
+                    }
                 }
                 Err(e) => {
                     debug!(%peer, session = conn.id(), error = %e, "read failed");
@@ -291,6 +302,8 @@ async fn run<S>(
             r = write_out(&mut sink.ws, &mut wr), if !sink.ws.out().is_empty() => match r {
                 Ok(n) => {
                     shared.metrics.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    // All written: keep no write buffer while waiting for the next frame.
+                    sink.ws.out().release_idle();
                 }
                 Err(e) => {
                     debug!(%peer, session = conn.id(), error = %e, "write failed");
@@ -356,6 +369,30 @@ fn on_wire_bytes(
 fn feed(stomp: &mut BytesMut, payload: &[u8], conn: &mut StompConnection) {
     stomp.extend_from_slice(payload);
     conn.receive(stomp, Instant::now());
+}
+
+/// The most a quiet connection reads at once, through a stack buffer.
+const READ_QUIET: usize = crate::transport::READ_MIN;
+
+/// Reads into `wire`; with `quiet`, through a stack buffer first, so a connection waiting for
+/// its next message reserves no heap memory for the read (the bytes are copied once they come).
+async fn read_wire<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    wire: &mut BytesMut,
+    quiet: bool,
+) -> std::io::Result<usize> {
+    if !quiet {
+        return rd.read_buf(wire).await;
+    }
+    std::future::poll_fn(|cx| {
+        // On the stack only during the poll: never part of the task's state.
+        let mut stack = [0u8; READ_QUIET];
+        let mut rb = tokio::io::ReadBuf::new(&mut stack);
+        std::task::ready!(std::pin::Pin::new(&mut *rd).poll_read(cx, &mut rb))?;
+        wire.extend_from_slice(rb.filled());
+        std::task::Poll::Ready(Ok(rb.filled().len()))
+    })
+    .await
 }
 
 async fn write_out<W: AsyncWrite + Unpin>(

@@ -86,6 +86,23 @@ impl OutQueue {
         self.len += n;
     }
 
+    /// Gives the queue's memory back when nothing is queued (the tail buffer and the chunk and
+    /// pong lists keep their capacity otherwise). For connections that expect to sit idle:
+    /// the next frame queued allocates again.
+    pub fn release_idle(&mut self) {
+        if self.len == 0 {
+            if self.tail.capacity() > 0 {
+                self.tail = BytesMut::new();
+            }
+            if self.chunks.capacity() > 0 {
+                self.chunks = VecDeque::new();
+            }
+            if self.pong_ends.capacity() > 0 {
+                self.pong_ends = VecDeque::new();
+            }
+        }
+    }
+
     /// Fills `dst` with the queued chunks in order; returns how many slices were filled.
     pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
@@ -165,7 +182,9 @@ pub struct Encoder {
     scratch: Vec<u8>,
     /// Client masking keys: a ChaCha12 CSPRNG seeded from the thread RNG (RFC 6455 §5.3 asks for
     /// unpredictable keys), kept per encoder so each key costs a buffered read, not a TLS lookup.
-    rng: Option<rand::rngs::StdRng>,
+    /// Boxed: its 64-word block buffer would otherwise be ~330 bytes in every server-role
+    /// connection, which never masks.
+    rng: Option<Box<rand::rngs::StdRng>>,
 }
 
 /// A payload to encode: borrowed (copied into the queue) or shared (`Bytes`, queued zero-copy
@@ -191,7 +210,7 @@ impl Encoder {
     /// An encoder for `role`, without compression.
     pub fn new(role: Role) -> Self {
         let rng = match role {
-            Role::Client => Some(rand::SeedableRng::from_rng(&mut rand::rng())),
+            Role::Client => Some(Box::new(rand::SeedableRng::from_rng(&mut rand::rng()))),
             Role::Server => None,
         };
         Encoder {
@@ -278,7 +297,7 @@ impl Encoder {
         match self.role {
             Role::Client => {
                 let key: [u8; 4] = match &mut self.rng {
-                    Some(r) => rand::Rng::random(r),
+                    Some(r) => rand::Rng::random(r.as_mut()),
                     None => rand::random(),
                 };
                 let n = encode_header(&mut hdr, fin, rsv1, opcode, Some(key), data.len() as u64);
@@ -326,5 +345,29 @@ pub fn encode_frame_into(
     dst.extend_from_slice(payload);
     if let Some(k) = mask {
         apply_mask(&mut dst[start..], k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_idle_frees_only_an_empty_queue() {
+        let mut q = OutQueue::new();
+        q.push_slice(b"hello");
+        q.release_idle();
+        assert_eq!(q.len(), 5, "queued bytes are kept");
+        assert!(q.tail.capacity() >= 5);
+        q.consume(5);
+        assert!(
+            q.tail.capacity() > 0,
+            "consume keeps the capacity for the next frame"
+        );
+        q.release_idle();
+        assert_eq!(q.tail.capacity(), 0);
+        assert_eq!(q.chunks.capacity(), 0);
+        q.push_slice(b"again");
+        assert_eq!(q.chunk(), b"again");
     }
 }
