@@ -94,7 +94,57 @@ pub fn run(args: &[String]) -> Result {
         return Err("no criterion results found (did the filter match anything?)".into());
     }
     print!("{}", render(&results, markdown));
+    let command = format!("cargo xtask bench {}", args.join(" "));
+    crate::chart::draw_all(&charts(&results), &command)?;
     Ok(())
+}
+
+/// One chart per group: a bar per library for every input, throughput when the bench declared
+/// one (MiB/s or Melem/s), otherwise the median time.
+fn charts(results: &[Measurement]) -> Vec<crate::chart::Chart> {
+    let mut groups: BTreeMap<&str, Vec<&Measurement>> = BTreeMap::new();
+    for m in results {
+        groups.entry(&m.group).or_default().push(m);
+    }
+    let mut out = Vec::new();
+    for (group, ms) in groups {
+        let functions: BTreeSet<(u8, String)> =
+            ms.iter().map(|m| function_key(&m.function)).collect();
+        let functions: Vec<String> = functions.into_iter().map(|(_, f)| f).collect();
+        let inputs: BTreeSet<(String, u64, String)> =
+            ms.iter().map(|m| input_key(&m.input)).collect();
+        let kind = ms.iter().find_map(|m| m.throughput.map(|(k, _)| k));
+        type Value = fn(&Measurement) -> Option<f64>;
+        let (y_label, better, value): (&str, &str, Value) = match kind {
+            Some(ThroughputKind::Bytes) => ("MiB/s", "higher", |m| {
+                m.rate().map(|r| r / (1u64 << 20) as f64)
+            }),
+            Some(ThroughputKind::Elements) => ("Melem/s", "higher", |m| m.rate().map(|r| r / 1e6)),
+            None => ("µs", "lower", |m| Some(m.ns / 1e3)),
+        };
+        out.push(crate::chart::Chart {
+            name: format!("bench-{}", group.replace(['/', ' '], "_")),
+            title: format!("{group}: criterion median ({better} is better)"),
+            y_label: y_label.into(),
+            series: functions.clone(),
+            groups: inputs
+                .iter()
+                .map(|(_, _, input)| {
+                    let values = functions
+                        .iter()
+                        .map(|f| {
+                            ms.iter()
+                                .find(|m| m.input == *input && m.function == *f)
+                                .filter(|m| !m.instructions)
+                                .and_then(|m| value(m))
+                        })
+                        .collect();
+                    (input.clone(), values)
+                })
+                .collect(),
+        });
+    }
+    out
 }
 
 /// The bench targets: every `crates/bench/benches/*.rs`.

@@ -157,20 +157,22 @@ impl Drop for Broker {
 }
 
 /// Starts `peer` with fresh state under `dir` on free loopback ports; returns once its STOMP
-/// port accepts connections (bounded by [`Process::wait_for_port`]'s timeout).
-pub fn start(peer: Peer, dir: &Path) -> Result<Broker> {
+/// port accepts connections (bounded by [`Process::wait_for_port`]'s timeout). With `cpu`, the
+/// broker and every process it starts run on that CPU only (`taskset -c CPU`; the JVM and the
+/// Erlang VM size their thread pools from the CPUs they may use).
+pub fn start(peer: Peer, dir: &Path, cpu: Option<&str>) -> Result<Broker> {
     // Fresh state every time: a previous run's queues, users or KahaDB files never leak in.
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
     std::fs::create_dir_all(dir)?;
     match peer {
-        Peer::RabbitMq => start_rabbitmq(dir),
-        Peer::ActiveMq => start_activemq(dir),
+        Peer::RabbitMq => start_rabbitmq(dir, cpu),
+        Peer::ActiveMq => start_activemq(dir, cpu),
     }
 }
 
-fn start_rabbitmq(dir: &Path) -> Result<Broker> {
+fn start_rabbitmq(dir: &Path, cpu: Option<&str>) -> Result<Broker> {
     let stomp = crate::load::free_port()?;
     let amqp = crate::load::free_port()?;
     let dist = crate::load::free_port()?;
@@ -198,12 +200,12 @@ fn start_rabbitmq(dir: &Path) -> Result<Broker> {
 
     // Our own epmd on a private port, in the foreground: Erlang's usual `epmd -daemon` would
     // outlive the broker (it leaves the process group).
-    let mut epmd_cmd = watched(EPMD);
+    let mut epmd_cmd = watched(EPMD, cpu);
     epmd_cmd.args(["-port", &epmd_port.to_string()]);
     let mut epmd = Process::spawn("epmd", &mut epmd_cmd, &dir.join("epmd.log"))?;
     epmd.wait_for_port(epmd_port)?;
 
-    let mut cmd = watched(RABBITMQ_SERVER);
+    let mut cmd = watched(RABBITMQ_SERVER, cpu);
     cmd.env("HOME", &home)
         .env("ERL_EPMD_PORT", epmd_port.to_string())
         .env("RABBITMQ_CONF_ENV_FILE", &env_file)
@@ -265,7 +267,7 @@ log4j.appender.console.layout=org.apache.log4j.PatternLayout
 log4j.appender.console.layout.ConversionPattern=%d %-5p %c{1} | %m%n
 ";
 
-fn start_activemq(dir: &Path) -> Result<Broker> {
+fn start_activemq(dir: &Path, cpu: Option<&str>) -> Result<Broker> {
     let port = crate::load::free_port()?;
     let conf = dir.join("conf");
     let data = dir.join("data");
@@ -278,7 +280,7 @@ fn start_activemq(dir: &Path) -> Result<Broker> {
     let log4j = conf.join("log4j.properties");
     std::fs::write(&log4j, ACTIVEMQ_LOG4J)?;
     let prop = |k: &str, v: &PathBuf| format!("-D{k}={}", v.display());
-    let mut cmd = watched(JAVA);
+    let mut cmd = watched(JAVA, cpu);
     // Upstream's default heap (bin/env: -Xms64M -Xmx1G).
     cmd.args([
         "-Xms64M",
@@ -314,7 +316,8 @@ fn start_activemq(dir: &Path) -> Result<Broker> {
 /// [`Process`] stops brokers when dropped, but an xtask killed by a signal (Ctrl-C) drops
 /// nothing, and a JVM or an Erlang node left behind would hold ports and memory. The watchdog
 /// polls once a second; when `program` exits by itself, the shell exits with its status.
-fn watched(program: &str) -> Command {
+/// With `cpu`, the shell runs under `taskset -c CPU`, and so does everything it starts.
+fn watched(program: &str, cpu: Option<&str>) -> Command {
     const WATCHDOG: &str = r#"
 "$@" &
 child=$!
@@ -327,7 +330,14 @@ while kill -0 "$XTASK_PID" 2>/dev/null; do
 done
 kill -KILL 0
 "#;
-    let mut cmd = Command::new("/bin/sh");
+    let mut cmd = match cpu {
+        Some(cpu) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", cpu, "/bin/sh"]);
+            cmd
+        }
+        None => Command::new("/bin/sh"),
+    };
     cmd.args(["-c", WATCHDOG, "sh", program])
         .env("XTASK_PID", std::process::id().to_string());
     cmd

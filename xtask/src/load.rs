@@ -9,6 +9,8 @@
 //! cargo xtask load stomp [stompload flags] [HOST:PORT]
 //! cargo xtask load stomp --compare [--secs S] [--warmup W] [--sizes 128,16384]
 //!                                  [--only switchboard,rabbitmq,activemq] [--markdown]
+//! cargo xtask load stomp --compare --open-loop [--rates 10000,50000] [--conns 1000] [--secs S]
+//!                                  [--warmup W] [--only ...] [--markdown]
 //! cargo xtask load idle [--conns N]
 //! cargo xtask load sockjs --compare|--idle [...]   (see load/sockjs.rs)
 //! ```
@@ -29,9 +31,23 @@
 //! idle, and every broker is stopped at the end, also on error. The matrix: topic fan-out 1
 //! publisher -> 10 subscribers at 128 B, topic 4 -> 4 at 128 B and 16 KiB, queue 4 -> 4
 //! (competing consumers) at 128 B; `--sizes` runs each of the three shapes at every size given
-//! instead. It prints delivered msgs/s with switchboard / best peer, p99 latency, and each
-//! broker's CPU seconds (its whole process group, from `/proc`) per 1000 delivered messages,
-//! warm-up included.
+//! instead; and queue 1 -> 1 at 128 B twice, with `auto` and with `client-individual` acks
+//! (every message ACKed on its own). It prints delivered msgs/s with switchboard / best peer,
+//! p99 latency, and each broker's CPU seconds (its whole process group, from `/proc`) per 1000
+//! delivered messages, warm-up included. The brokers run pinned to CPU 0 and `stompload` to
+//! CPU 1 (`taskset`, util-linux; off with a note when either is missing), and every run's
+//! 1-minute load average is printed beside the figures.
+//!
+//! `load stomp --compare --open-loop` replaces the matrix with fixed-rate runs (`stompload open`):
+//! at each offered rate (default 10 000 and 50 000 msgs/s) over `--conns` connections (default
+//! 1000: 500 publisher -> subscriber pairs, one topic each, 128 B), latency measured from each
+//! message's intended send time, so a broker that stalls is not hidden by senders that wait for
+//! it (no coordinated omission). It prints p50/p99/p99.9/max, delivered vs offered, and the
+//! p99/p99.9 ratios to switchboard, and fails (after the tables and the chart) when a broker
+//! delivered less than 95% of a rate.
+//!
+//! Every `--compare` (stomp, ws) also draws PNG charts under `target/xtask/charts/` (see
+//! `chart.rs`), with the machine, the command and the date in each subtitle.
 //!
 //! The first form builds `wsload` (release) and runs it against `URL`. `--compare` starts
 //! switchboard-ws's `echo_server` example and the three `peer_echo` servers (tungstenite,
@@ -51,7 +67,7 @@ mod sockjs;
 use crate::Result;
 use crate::process::Process;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -60,9 +76,12 @@ usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rat
        cargo xtask load ws --compare [--secs S] [--warmup W] [--sizes 16,125,65536]
                                      [--conns-list 1,10,100] [--threads T] [--markdown]
        cargo xtask load stomp [--pubs P] [--subs S] [--size B] [--secs S] [--warmup W] [--dest D]
-                              [--window K] [--login L] [--passcode P] [--threads T] [HOST:PORT]
+                              [--window K] [--login L] [--passcode P] [--threads T]
+                              [--ack auto|client-individual] [HOST:PORT]
        cargo xtask load stomp --compare [--secs S] [--warmup W] [--sizes 128,16384]
                                         [--only switchboard,rabbitmq,activemq] [--markdown]
+       cargo xtask load stomp --compare --open-loop [--rates 10000,50000] [--conns 1000]
+                                        [--secs S] [--warmup W] [--only ...] [--markdown]
        cargo xtask load idle [--conns N]
        cargo xtask load sockjs --compare [--secs S] [--warmup W] [--rounds R] [--sizes 16,1024]
                                          [--sessions-list 1,100] [--transports websocket,xhr-streaming]
@@ -114,10 +133,19 @@ fn build_stomp_tools() -> Result<(PathBuf, PathBuf)> {
 }
 
 /// Starts `switchboard` with the given listeners on loopback; waits until `port` accepts.
-fn start_switchboard(bin: &PathBuf, http: &str, stomp: &str, port: u16) -> Result<Process> {
+fn start_switchboard(
+    bin: &PathBuf,
+    http: &str,
+    stomp: &str,
+    port: u16,
+    pin: Option<&Pin>,
+) -> Result<Process> {
     let logs = crate::xtask_dir().join("load");
     std::fs::create_dir_all(&logs)?;
-    let mut cmd = Command::new(bin);
+    let mut cmd = match pin {
+        Some(pin) => pin.command(pin.server(), bin),
+        None => Command::new(bin),
+    };
     cmd.args(["--http", http, "--stomp", stomp])
         .env("RUST_LOG", "warn");
     let mut p = Process::spawn("switchboard", &mut cmd, &logs.join("switchboard.log"))?;
@@ -159,7 +187,7 @@ fn stomp(args: &[String]) -> Result {
     } else {
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
-        let p = start_switchboard(&server_bin, "off", &addr, port)?;
+        let p = start_switchboard(&server_bin, "off", &addr, port, None)?;
         args.push(addr);
         Some(p)
     };
@@ -191,7 +219,7 @@ fn idle(args: &[String]) -> Result {
         let (http_port, stomp_port) = (free_port()?, free_port()?);
         let http = format!("127.0.0.1:{http_port}");
         let stomp = format!("127.0.0.1:{stomp_port}");
-        let server = start_switchboard(&server_bin, &http, &stomp, stomp_port)?;
+        let server = start_switchboard(&server_bin, &http, &stomp, stomp_port, None)?;
         let mut cmd = Command::new(&stompload);
         cmd.args(["idle", "--conns", &conns.to_string(), "--pid"])
             .arg(server.pid().to_string());
@@ -218,7 +246,7 @@ fn idle(args: &[String]) -> Result {
     Ok(())
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::project_root().join("target"))
@@ -450,7 +478,52 @@ fn compare(args: &[String]) -> Result {
     // Stop the servers before printing (bounded: SIGKILL to each process group).
     drop(servers);
     print!("{}", render(&c, &results));
+    let command = format!("cargo xtask load ws {}", args.join(" "));
+    crate::chart::draw_all(&ws_charts(&results), &command)?;
     Ok(())
+}
+
+/// The WebSocket echo charts: msgs/s, p99 latency and server CPU per round trip.
+fn ws_charts(results: &[Row]) -> Vec<crate::chart::Chart> {
+    type Metric = fn(&LoadResult) -> Option<f64>;
+    let metrics: [(&str, &str, &str, Metric); 3] = [
+        (
+            "load-ws-throughput",
+            "WebSocket echo: round trips per second (higher is better)",
+            "msgs/s",
+            |r| Some(r.msgs_per_sec),
+        ),
+        (
+            "load-ws-p99",
+            "WebSocket echo: p99 round-trip latency (lower is better)",
+            "µs",
+            |r| Some(r.p99_us),
+        ),
+        (
+            "load-ws-cpu",
+            "WebSocket echo: server CPU time per round trip (lower is better)",
+            "µs",
+            |r| r.cpu_us_per_msg,
+        ),
+    ];
+    metrics
+        .into_iter()
+        .map(|(name, title, y, metric)| crate::chart::Chart {
+            name: name.into(),
+            title: title.into(),
+            y_label: y.into(),
+            series: SERVERS.iter().map(|s| s.to_string()).collect(),
+            groups: results
+                .iter()
+                .map(|(size, conns, rs)| {
+                    (
+                        format!("{size} B x {conns}"),
+                        rs.iter().map(|r| r.as_ref().and_then(metric)).collect(),
+                    )
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The process whose command line has `addr` as an argument (the server we started on it).
@@ -609,6 +682,66 @@ fn group_cpu_seconds(pgid: u32) -> Option<f64> {
 /// not yet received by every subscriber), through `stompload --window`.
 const STOMP_IN_FLIGHT_BYTES: usize = 4 << 20;
 
+/// `taskset -c CPU` in front of the brokers (CPU 0) and `stompload` (CPU 1), when there is a
+/// `taskset` and a second CPU: each gets one core and neither steals the other's.
+pub(crate) struct Pin {
+    off_because: Option<String>,
+}
+
+impl Pin {
+    const SERVER_CPU: &str = "0";
+    const CLIENT_CPU: &str = "1";
+
+    fn detect() -> Pin {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let taskset = Command::new("taskset")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let off_because = if !taskset {
+            Some("no `taskset` on PATH (Debian: util-linux)".to_owned())
+        } else if cpus < 2 {
+            Some(format!("{cpus} CPU available, 2 needed"))
+        } else {
+            None
+        };
+        Pin { off_because }
+    }
+
+    fn server(&self) -> &'static str {
+        Self::SERVER_CPU
+    }
+
+    /// The broker's CPU, if pinning is on.
+    fn server_cpu(&self) -> Option<&'static str> {
+        self.off_because.is_none().then_some(Self::SERVER_CPU)
+    }
+
+    fn command(&self, cpu: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        if self.off_because.is_some() {
+            return Command::new(program);
+        }
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", cpu]).arg(program);
+        cmd
+    }
+
+    fn describe(&self) -> String {
+        match &self.off_because {
+            None => format!(
+                "broker pinned to CPU {}, stompload to CPU {}",
+                Self::SERVER_CPU,
+                Self::CLIENT_CPU
+            ),
+            Some(why) => format!("not pinned ({why})"),
+        }
+    }
+}
+
+/// The offered rates and connections of `load stomp --compare --open-loop`.
+const OPEN_RATES: &[f64] = &[10_000.0, 50_000.0];
+const OPEN_CONNS: usize = 1000;
+
 /// The brokers `load stomp --compare` knows, in table order.
 const BROKERS: &[&str] = &["switchboard", "rabbitmq", "activemq"];
 
@@ -619,6 +752,11 @@ struct StompCompareArgs {
     /// Names from [`BROKERS`], in table order.
     brokers: Vec<&'static str>,
     markdown: bool,
+    /// `--open-loop`: fixed-rate latency runs at `rates` over `conns` connections instead of the
+    /// closed-loop matrix.
+    open_loop: bool,
+    rates: Vec<f64>,
+    conns: usize,
 }
 
 fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
@@ -629,6 +767,9 @@ fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
         sizes: None,
         brokers: BROKERS.to_vec(),
         markdown: false,
+        open_loop: false,
+        rates: OPEN_RATES.to_vec(),
+        conns: OPEN_CONNS,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -642,6 +783,14 @@ fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
             "--secs" => c.secs = value()?.parse()?,
             "--warmup" => c.warmup = value()?.parse()?,
             "--sizes" => c.sizes = Some(parse_list(value()?)?),
+            "--open-loop" => c.open_loop = true,
+            "--rates" => {
+                c.rates = parse_list(value()?)?
+                    .into_iter()
+                    .map(|r| r as f64)
+                    .collect()
+            }
+            "--conns" => c.conns = value()?.parse()?,
             "--only" => {
                 let wanted: Vec<&str> = value()?.split(',').map(str::trim).collect();
                 if let Some(bad) = wanted.iter().find(|w| !BROKERS.contains(w)) {
@@ -663,7 +812,11 @@ fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
     if !(c.secs > 0.0 && c.secs <= 3600.0 && (0.0..=600.0).contains(&c.warmup)) {
         return Err("--secs must be in (0, 3600] and --warmup in [0, 600]".into());
     }
-    if c.brokers.is_empty() || c.sizes.as_ref().is_some_and(|s| s.is_empty()) {
+    if c.rates.iter().any(|r| *r < 1.0) || c.conns < 2 {
+        return Err("--rates must be at least 1 msg/s and --conns at least 2".into());
+    }
+    if c.brokers.is_empty() || c.sizes.as_ref().is_some_and(|s| s.is_empty()) || c.rates.is_empty()
+    {
         return Err(format!("nothing to run\n{USAGE}").into());
     }
     Ok(c)
@@ -677,6 +830,8 @@ struct Scenario {
     subs: usize,
     size: usize,
     queue: bool,
+    /// Subscribers ACK every message (`client-individual`) instead of `auto`.
+    client_ack: bool,
 }
 
 impl Scenario {
@@ -687,7 +842,12 @@ impl Scenario {
             format!("{} B", self.size)
         };
         let kind = if self.queue { "queue" } else { "topic" };
-        format!("{kind} {} -> {}, {size}", self.pubs, self.subs)
+        let ack = if self.client_ack {
+            ", client-individual"
+        } else {
+            ""
+        };
+        format!("{kind} {} -> {}, {size}{ack}", self.pubs, self.subs)
     }
 
     /// A destination of its own per row, so nothing a previous row left queued is delivered.
@@ -713,23 +873,32 @@ impl Scenario {
 
 /// The default matrix, or the three shapes at each of `sizes`.
 fn stomp_scenarios(sizes: Option<&[usize]>) -> Vec<Scenario> {
-    let s = |pubs, subs, size, queue| Scenario {
+    let s = |pubs, subs, size, queue, client_ack| Scenario {
         pubs,
         subs,
         size,
         queue,
+        client_ack,
     };
     match sizes {
         None => vec![
-            s(1, 10, 128, false),
-            s(4, 4, 128, false),
-            s(4, 4, 16 << 10, false),
-            s(4, 4, 128, true),
+            s(1, 10, 128, false, false),
+            s(4, 4, 128, false, false),
+            s(4, 4, 16 << 10, false, false),
+            s(4, 4, 128, true, false),
+            s(1, 1, 128, true, false),
+            s(1, 1, 128, true, true),
         ],
-        Some(sizes) => [(1, 10, false), (4, 4, false), (4, 4, true)]
-            .into_iter()
-            .flat_map(|(p, n, q)| sizes.iter().map(move |&size| s(p, n, size, q)))
-            .collect(),
+        Some(sizes) => [
+            (1, 10, false, false),
+            (4, 4, false, false),
+            (4, 4, true, false),
+            (1, 1, true, false),
+            (1, 1, true, true),
+        ]
+        .into_iter()
+        .flat_map(|(p, n, q, a)| sizes.iter().map(move |&size| s(p, n, size, q, a)))
+        .collect(),
     }
 }
 
@@ -745,6 +914,8 @@ struct StompResult {
     all_delivered: u64,
     /// Broker CPU seconds per 1000 delivered messages (warm-up included).
     cpu_s_per_1000: Option<f64>,
+    /// The 1-minute load average at the end of the run.
+    load: String,
 }
 
 fn parse_stomp_result(output: &str) -> Option<StompResult> {
@@ -798,6 +969,56 @@ impl Target {
     }
 }
 
+/// One `stompload` run against `target`: its exit, its output, the broker's CPU seconds over it,
+/// and the 1-minute load average at its end.
+fn run_stompload(
+    stompload: &Path,
+    pin: &Pin,
+    target: &Target,
+    mut args: Vec<String>,
+    log: &Path,
+) -> Result<(Result, String, Option<f64>, String)> {
+    if pin.off_because.is_none() {
+        args.extend(["--threads".into(), "1".into()]);
+    }
+    if let Some((login, passcode)) = target.login() {
+        args.extend([
+            "--login".into(),
+            login.into(),
+            "--passcode".into(),
+            passcode.into(),
+        ]);
+    }
+    args.push(format!("127.0.0.1:{}", target.port()));
+    let pgid = target.pgid();
+    let cpu_before = pgid.and_then(group_cpu_seconds);
+    let mut cmd = pin.command(Pin::CLIENT_CPU, stompload);
+    cmd.args(&args);
+    let mut p = Process::spawn("stompload", &mut cmd, log)?;
+    let budget = stompload_budget(&args)
+        + if args.first().is_some_and(|a| a == "open") {
+            Duration::from_secs(120)
+        } else {
+            Duration::ZERO
+        };
+    let ok = p.wait(budget);
+    drop(p);
+    let cpu = cpu_before
+        .zip(pgid.and_then(group_cpu_seconds))
+        .map(|(a, b)| b - a);
+    let load = crate::chart::load_average()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_owned();
+    Ok((
+        ok,
+        std::fs::read_to_string(log).unwrap_or_default(),
+        cpu,
+        load,
+    ))
+}
+
 fn stomp_compare(args: &[String]) -> Result {
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!("{USAGE}");
@@ -813,17 +1034,26 @@ fn stomp_compare(args: &[String]) -> Result {
     let (server_bin, stompload) = build_stomp_tools()?;
     let logs = crate::xtask_dir().join("load");
     std::fs::create_dir_all(&logs)?;
+    let pin = Pin::detect();
+    if let Some(why) = &pin.off_because {
+        eprintln!("xtask load: not pinning to CPUs: {why}");
+    }
+    let command = format!("cargo xtask load stomp {}", args.join(" "));
 
     // Start every broker; each stops (with its process group) when dropped, on any path.
     let mut targets: Vec<(&'static str, Target)> = Vec::new();
     for &name in &c.brokers {
         let started = Instant::now();
         let target = match crate::brokers::Peer::from_name(name) {
-            Some(peer) => Target::Peer(crate::brokers::start(peer, &logs.join(name))?),
+            Some(peer) => Target::Peer(crate::brokers::start(
+                peer,
+                &logs.join(name),
+                pin.server_cpu(),
+            )?),
             None => {
                 let port = free_port()?;
                 let addr = format!("127.0.0.1:{port}");
-                let process = start_switchboard(&server_bin, "off", &addr, port)?;
+                let process = start_switchboard(&server_bin, "off", &addr, port, Some(&pin))?;
                 Target::Ours { process, port }
             }
         };
@@ -833,6 +1063,9 @@ fn stomp_compare(args: &[String]) -> Result {
             started.elapsed()
         );
         targets.push((name, target));
+    }
+    if c.open_loop {
+        return open_loop_compare(&c, &pin, &stompload, &logs, targets, &command);
     }
 
     let scenarios = stomp_scenarios(c.sizes.as_deref());
@@ -845,7 +1078,7 @@ fn stomp_compare(args: &[String]) -> Result {
                 cells.push(None);
                 continue;
             }
-            let mut args: Vec<String> = vec![
+            let args: Vec<String> = vec![
                 "--pubs".into(),
                 sc.pubs.to_string(),
                 "--subs".into(),
@@ -860,26 +1093,16 @@ fn stomp_compare(args: &[String]) -> Result {
                 sc.dest(row),
                 "--window".into(),
                 sc.window().to_string(),
+                "--ack".into(),
+                if sc.client_ack {
+                    "client-individual"
+                } else {
+                    "auto"
+                }
+                .into(),
             ];
-            if let Some((login, passcode)) = target.login() {
-                args.extend([
-                    "--login".into(),
-                    login.into(),
-                    "--passcode".into(),
-                    passcode.into(),
-                ]);
-            }
-            args.push(format!("127.0.0.1:{}", target.port()));
             let log = logs.join(format!("stompload-{name}-{row}.log"));
-            let pgid = target.pgid();
-            let cpu_before = pgid.and_then(group_cpu_seconds);
-            let mut p = Process::spawn("stompload", Command::new(&stompload).args(&args), &log)?;
-            let ok = p.wait(stompload_budget(&args));
-            drop(p);
-            let cpu = cpu_before
-                .zip(pgid.and_then(group_cpu_seconds))
-                .map(|(a, b)| b - a);
-            let out = std::fs::read_to_string(&log).unwrap_or_default();
+            let (ok, out, cpu, load) = run_stompload(&stompload, &pin, target, args, &log)?;
             let r = parse_stomp_result(&out).map(|mut r| {
                 let delivered = if r.all_delivered > 0 {
                     r.all_delivered
@@ -889,16 +1112,18 @@ fn stomp_compare(args: &[String]) -> Result {
                 r.cpu_s_per_1000 = cpu
                     .filter(|_| delivered > 0)
                     .map(|c| c * 1000.0 / delivered as f64);
+                r.load = load;
                 r
             });
             match (&ok, &r) {
                 (Ok(()), Some(r)) => eprintln!(
-                    "xtask load: {name:<12} {:<22} {:>9.0} msgs/s  p99 {:>8.1} ms  CPU {} s/1000 msgs{}",
+                    "xtask load: {name:<12} {:<22} {:>9.0} msgs/s  p99 {:>8.1} ms  CPU {} s/1000 msgs  load {}{}",
                     sc.label(),
                     r.delivered_per_sec,
                     r.p99_us / 1000.0,
                     r.cpu_s_per_1000
                         .map_or("?".to_owned(), |c| format!("{c:.4}")),
+                    r.load,
                     if r.errors > 0 {
                         format!("  ({} errors, see {})", r.errors, log.display())
                     } else {
@@ -921,20 +1146,340 @@ fn stomp_compare(args: &[String]) -> Result {
     }
     // Stop every broker before printing (SIGKILL to each process group, then RabbitMQ's epmd).
     drop(targets);
-    print!("{}", render_stomp(&c, &results));
+    print!("{}", render_stomp(&c, &pin, &results));
+    crate::chart::draw_all(&stomp_charts(&c, &results), &command)?;
     Ok(())
 }
 
-fn render_stomp(c: &StompCompareArgs, results: &[(Scenario, Vec<Option<StompResult>>)]) -> String {
+/// The closed-loop charts: delivered msgs/s, p99 latency and CPU per 1000 deliveries.
+fn stomp_charts(
+    c: &StompCompareArgs,
+    results: &[(Scenario, Vec<Option<StompResult>>)],
+) -> Vec<crate::chart::Chart> {
+    type Metric = fn(&StompResult) -> Option<f64>;
+    let metrics: [(&str, &str, &str, Metric); 3] = [
+        (
+            "load-stomp-throughput",
+            "STOMP broker: delivered msgs/s (higher is better)",
+            "msgs/s",
+            |r| Some(r.delivered_per_sec),
+        ),
+        (
+            "load-stomp-p99",
+            "STOMP broker: p99 latency at saturation, publish to delivery (lower is better)",
+            "ms",
+            |r| Some(r.p99_us / 1000.0),
+        ),
+        (
+            "load-stomp-cpu",
+            "STOMP broker: CPU seconds per 1000 delivered messages (lower is better)",
+            "CPU s / 1000 msgs",
+            |r| r.cpu_s_per_1000,
+        ),
+    ];
+    metrics
+        .into_iter()
+        .map(|(name, title, y, metric)| crate::chart::Chart {
+            name: name.into(),
+            title: title.into(),
+            y_label: y.into(),
+            series: c.brokers.iter().map(|b| b.to_string()).collect(),
+            groups: results
+                .iter()
+                .map(|(sc, cells)| {
+                    (
+                        sc.label(),
+                        cells.iter().map(|r| r.as_ref().and_then(metric)).collect(),
+                    )
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// One `stompload open` `RESULT ...` line.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct OpenResult {
+    offered_per_sec: f64,
+    delivered_per_sec: f64,
+    lost: u64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    max_us: f64,
+    gen_lag_p99_us: f64,
+    errors: u64,
+    /// Delivered at least 95% of the offered rate, without errors.
+    ok: bool,
+    /// The 1-minute load average at the end of the run.
+    load: String,
+}
+
+fn parse_open_result(output: &str) -> Option<OpenResult> {
+    let mut r = OpenResult::default();
+    let fields = result_fields(output)?;
+    if !fields.contains(&("mode", "open")) {
+        return None;
+    }
+    for (k, v) in fields {
+        match k {
+            "offered_per_sec" => r.offered_per_sec = v.parse().ok()?,
+            "delivered_per_sec" => r.delivered_per_sec = v.parse().ok()?,
+            "lost" => r.lost = v.parse().ok()?,
+            "p50_us" => r.p50_us = v.parse().ok()?,
+            "p99_us" => r.p99_us = v.parse().ok()?,
+            "p999_us" => r.p999_us = v.parse().ok()?,
+            "max_us" => r.max_us = v.parse().ok()?,
+            "gen_lag_p99_us" => r.gen_lag_p99_us = v.parse().ok()?,
+            "errors" => r.errors = v.parse().ok()?,
+            "ok" => r.ok = v == "true",
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
+/// `--open-loop`: every rate against every broker, one at a time; fails (after printing the
+/// tables and drawing the chart) if any broker delivered less than 95% of a rate.
+fn open_loop_compare(
+    c: &StompCompareArgs,
+    pin: &Pin,
+    stompload: &Path,
+    logs: &Path,
+    mut targets: Vec<(&'static str, Target)>,
+    command: &str,
+) -> Result {
+    let mut results: Vec<(f64, Vec<Option<OpenResult>>)> = Vec::new();
+    let mut failures = Vec::new();
+    for (row, &rate) in c.rates.iter().enumerate() {
+        let mut cells = Vec::new();
+        for (name, target) in targets.iter_mut() {
+            if let Err(e) = target.ensure_running() {
+                eprintln!("xtask load: {name}: {e}");
+                failures.push(format!("{name} at {rate} msgs/s: not running"));
+                cells.push(None);
+                continue;
+            }
+            let args: Vec<String> = vec![
+                "open".into(),
+                "--rate".into(),
+                rate.to_string(),
+                "--conns".into(),
+                c.conns.to_string(),
+                "--size".into(),
+                "128".into(),
+                "--secs".into(),
+                c.secs.to_string(),
+                "--warmup".into(),
+                c.warmup.to_string(),
+                "--prefix".into(),
+                format!("/topic/xtask-open-{row}"),
+            ];
+            let log = logs.join(format!("stompload-open-{name}-{row}.log"));
+            let (ok, out, _, load) = run_stompload(stompload, pin, target, args, &log)?;
+            let r = parse_open_result(&out).map(|r| OpenResult { load, ..r });
+            match &r {
+                Some(r) => eprintln!(
+                    "xtask load: {name:<12} open {rate:>6.0} msgs/s offered: delivered {:.0}, p50 \
+                     {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms, lost {}, load {}{}",
+                    r.delivered_per_sec,
+                    r.p50_us / 1000.0,
+                    r.p99_us / 1000.0,
+                    r.p999_us / 1000.0,
+                    r.max_us / 1000.0,
+                    r.lost,
+                    r.load,
+                    if r.ok { "" } else { "  FAILED" }
+                ),
+                None => eprintln!(
+                    "xtask load: {name} open {rate} msgs/s: failed: {}",
+                    ok.as_ref()
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "no RESULT line".into())
+                ),
+            }
+            if !r.as_ref().is_some_and(|r| r.ok) {
+                failures.push(format!(
+                    "{name} at {rate:.0} msgs/s offered: {} (see {})",
+                    match &r {
+                        Some(r) => format!(
+                            "delivered {:.0} msgs/s, {} errors, {} lost",
+                            r.delivered_per_sec, r.errors, r.lost
+                        ),
+                        None => "no result".into(),
+                    },
+                    log.display()
+                ));
+            }
+            cells.push(r);
+        }
+        results.push((rate, cells));
+    }
+    drop(targets);
+    print!("{}", render_open(c, pin, &results));
+    crate::chart::draw_all(&[open_chart(c, &results)], command)?;
+    if !failures.is_empty() {
+        return Err(format!(
+            "open loop: below 95% of the offered rate or in error: {}",
+            failures.join("; ")
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn rate_label(rate: f64) -> String {
+    if rate >= 1000.0 && rate % 1000.0 == 0.0 {
+        format!("{}k/s", rate / 1000.0)
+    } else {
+        format!("{rate}/s")
+    }
+}
+
+fn render_open(
+    c: &StompCompareArgs,
+    pin: &Pin,
+    results: &[(f64, Vec<Option<OpenResult>>)],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nstompload open loop over loopback TCP: {} connections = {} publisher -> subscriber \
+         pairs, one topic per pair, 128 B, the rate split evenly over the publishers; latency \
+         from each message's intended send time (no coordinated omission); {}s measured after \
+         {}s warm-up, one broker at a time; {}; {}",
+        c.conns,
+        c.conns / 2,
+        c.secs,
+        c.warmup,
+        pin.describe(),
+        crate::chart::machine()
+    );
+    let mut header = vec!["offered".to_owned()];
+    header.extend(c.brokers.iter().map(|b| b.to_string()));
+    let ours = c.brokers.first() == Some(&"switchboard");
+    type Cell = fn(&OpenResult) -> String;
+    let tables: [(&str, Cell); 3] = [
+        ("latency p50 / p99 / p99.9 / max, ms", |r| {
+            format!(
+                "{:.2} / {:.2} / {:.2} / {:.1}",
+                r.p50_us / 1000.0,
+                r.p99_us / 1000.0,
+                r.p999_us / 1000.0,
+                r.max_us / 1000.0
+            )
+        }),
+        (
+            "delivered msgs/s (FAILED = under 95% of offered, or errors), lost messages",
+            |r| {
+                format!(
+                    "{:.0}{}{}",
+                    r.delivered_per_sec,
+                    if r.lost > 0 {
+                        format!(", {} lost", r.lost)
+                    } else {
+                        String::new()
+                    },
+                    if r.ok { "" } else { " FAILED" }
+                )
+            },
+        ),
+        (
+            "stompload's own lag p99 (write time - intended time), ms; load average (1 min) at the end",
+            |r| format!("{:.2}; load {}", r.gen_lag_p99_us / 1000.0, r.load),
+        ),
+    ];
+    for (title, cell) in tables {
+        let mut rows = vec![header.clone()];
+        for (rate, cells) in results {
+            let mut row = vec![rate_label(*rate)];
+            row.extend(
+                cells
+                    .iter()
+                    .map(|r| r.as_ref().map_or("failed".into(), cell)),
+            );
+            rows.push(row);
+        }
+        let _ = writeln!(out, "\n{title}");
+        out.push_str(&table(&rows, c.markdown));
+    }
+    if ours && c.brokers.len() > 1 {
+        let mut rows = vec![header.clone()];
+        for (rate, cells) in results {
+            let mut row = vec![rate_label(*rate)];
+            for (i, r) in cells.iter().enumerate() {
+                row.push(match (r, &cells[0]) {
+                    (Some(r), Some(o)) if i > 0 && o.p99_us > 0.0 && o.p999_us > 0.0 => format!(
+                        "{:.1}x / {:.1}x",
+                        r.p99_us / o.p99_us,
+                        r.p999_us / o.p999_us
+                    ),
+                    (Some(_), Some(_)) if i == 0 => "1".into(),
+                    _ => "-".into(),
+                });
+            }
+            rows.push(row);
+        }
+        let _ = writeln!(
+            out,
+            "\np99 / p99.9 latency, that broker / switchboard (> 1 means switchboard is lower)"
+        );
+        out.push_str(&table(&rows, c.markdown));
+    }
+    out
+}
+
+fn open_chart(
+    c: &StompCompareArgs,
+    results: &[(f64, Vec<Option<OpenResult>>)],
+) -> crate::chart::Chart {
+    let mut groups = Vec::new();
+    type Q = fn(&OpenResult) -> f64;
+    let quantiles: [(&str, Q); 3] = [
+        ("p50", |r| r.p50_us),
+        ("p99", |r| r.p99_us),
+        ("p99.9", |r| r.p999_us),
+    ];
+    for (rate, cells) in results {
+        for (q, get) in quantiles {
+            groups.push((
+                format!("{} {q}", rate_label(*rate)),
+                cells
+                    .iter()
+                    .map(|r| r.as_ref().map(|r| get(r) / 1000.0))
+                    .collect(),
+            ));
+        }
+    }
+    crate::chart::Chart {
+        name: "load-stomp-open-loop".into(),
+        title: format!(
+            "STOMP open loop: latency from intended send time, {} connections (lower is better)",
+            c.conns
+        ),
+        y_label: "ms".into(),
+        series: c.brokers.iter().map(|b| b.to_string()).collect(),
+        groups,
+    }
+}
+
+fn render_stomp(
+    c: &StompCompareArgs,
+    pin: &Pin,
+    results: &[(Scenario, Vec<Option<StompResult>>)],
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "\nstompload over loopback TCP, {}s measured after {}s warm-up, one broker at a time; \
          end-to-end flow control: at most 256 messages per publisher in flight, fewer for large \
-         bodies (at most {} MiB)",
+         bodies (at most {} MiB); {}; {}",
         c.secs,
         c.warmup,
-        STOMP_IN_FLIGHT_BYTES >> 20
+        STOMP_IN_FLIGHT_BYTES >> 20,
+        pin.describe(),
+        crate::chart::machine()
     );
     let ours = c.brokers.first() == Some(&"switchboard");
     let mut header = vec!["scenario".to_owned()];
@@ -982,7 +1527,7 @@ fn render_stomp(c: &StompCompareArgs, results: &[(Scenario, Vec<Option<StompResu
     out.push_str(&table(&rows, c.markdown));
 
     // CPU per 1000 deliveries, with that broker / switchboard.
-    let mut rows = vec![header];
+    let mut rows = vec![header.clone()];
     for (sc, cells) in results {
         let mut row = vec![sc.label()];
         let base = if ours {
@@ -1007,6 +1552,19 @@ fn render_stomp(c: &StompCompareArgs, results: &[(Scenario, Vec<Option<StompResu
         "\nbroker CPU seconds (user + system, whole process group) per 1000 delivered messages, \
          warm-up included; (Nx) = that broker / switchboard"
     );
+    out.push_str(&table(&rows, c.markdown));
+
+    let mut rows = vec![header];
+    for (sc, cells) in results {
+        let mut row = vec![sc.label()];
+        row.extend(
+            cells
+                .iter()
+                .map(|r| r.as_ref().map_or("-".into(), |r| r.load.clone())),
+        );
+        rows.push(row);
+    }
+    let _ = writeln!(out, "\nload average (1 min) at the end of each run");
     out.push_str(&table(&rows, c.markdown));
     out
 }
@@ -1050,7 +1608,9 @@ mod tests {
                 "topic 1 -> 10, 128 B",
                 "topic 4 -> 4, 128 B",
                 "topic 4 -> 4, 16 KiB",
-                "queue 4 -> 4, 128 B"
+                "queue 4 -> 4, 128 B",
+                "queue 1 -> 1, 128 B",
+                "queue 1 -> 1, 128 B, client-individual",
             ]
         );
         assert_eq!(default[0].window(), 256);
@@ -1058,14 +1618,59 @@ mod tests {
         assert_eq!(default[0].fan_out(), 10);
         assert_eq!(default[3].fan_out(), 1);
         assert_eq!(default[3].dest(3), "/queue/xtask-load-3");
-        assert_eq!(stomp_scenarios(Some(&[64, 1 << 20])).len(), 6);
+        assert_eq!(stomp_scenarios(Some(&[64, 1 << 20])).len(), 10);
+        assert!(default[5].client_ack && !default[4].client_ack);
         let huge = Scenario {
             pubs: 4,
             subs: 4,
             size: 8 << 20,
             queue: false,
+            client_ack: false,
         };
         assert_eq!(huge.window(), 2); // stompload's minimum
+    }
+
+    #[test]
+    fn parses_open_loop_result_line() {
+        let out = "stompload open: ...\nRESULT mode=open conns=1000 size=128 secs=5 \
+                   offered_per_sec=10000 sent_per_sec=10000 delivered_per_sec=9990 lost=3 \
+                   p50_us=201.0 p99_us=4411.4 p999_us=6549.5 max_us=14573.6 \
+                   gen_lag_p99_us=70.9 errors=0 ok=true\n";
+        let r = parse_open_result(out).unwrap();
+        assert_eq!(r.offered_per_sec, 10000.0);
+        assert_eq!(r.delivered_per_sec, 9990.0);
+        assert_eq!((r.lost, r.errors, r.ok), (3, 0, true));
+        assert_eq!(r.p999_us, 6549.5);
+        // A closed-loop line is not an open-loop result.
+        assert!(parse_open_result("RESULT pubs=1 delivered_per_sec=5").is_none());
+        assert_eq!(rate_label(50_000.0), "50k/s");
+        assert_eq!(rate_label(1500.0), "1500/s");
+    }
+
+    #[test]
+    fn open_loop_flags() {
+        let args: Vec<String> = [
+            "--compare",
+            "--open-loop",
+            "--rates",
+            "1000,2000",
+            "--conns",
+            "10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let c = parse_stomp_compare(&args).unwrap();
+        assert!(c.open_loop);
+        assert_eq!(c.rates, [1000.0, 2000.0]);
+        assert_eq!(c.conns, 10);
+        let default = parse_stomp_compare(&[]).unwrap();
+        assert_eq!(
+            (default.rates.as_slice(), default.conns),
+            (OPEN_RATES, 1000)
+        );
+        let bad: Vec<String> = ["--rates", "0"].iter().map(|s| s.to_string()).collect();
+        assert!(parse_stomp_compare(&bad).is_err());
     }
 
     #[test]

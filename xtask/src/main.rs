@@ -7,6 +7,7 @@ mod apt;
 mod autobahn;
 mod bench;
 mod brokers;
+mod chart;
 mod ci;
 mod fuzz;
 mod interop;

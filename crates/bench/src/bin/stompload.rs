@@ -3,7 +3,10 @@
 //!
 //! ```text
 //! stompload [--pubs P] [--subs S] [--size BYTES] [--secs S] [--warmup W] [--dest DEST]
-//!           [--window K] [--login L] [--passcode P] [--threads T] HOST:PORT
+//!           [--window K] [--login L] [--passcode P] [--threads T] [--ack auto|client-individual]
+//!           HOST:PORT
+//! stompload open [--rate R] [--conns N] [--size BYTES] [--secs S] [--warmup W] [--prefix P]
+//!                [--login L] [--passcode P] [--threads T] HOST:PORT
 //! stompload idle --conns N --pid PID [--ws] ADDR
 //! ```
 //!
@@ -17,7 +20,23 @@
 //! under `K` per publisher, so the run measures what the broker delivers, not how fast its
 //! slow-consumer policy drops subscribers that fall behind. Each body starts with its send time,
 //! so subscribers measure end-to-end latency. Only messages received after the `W`-second warm-up
-//! and within the measured `S` seconds count.
+//! and within the measured `S` seconds count. `--ack client-individual` makes the subscribers
+//! ACK every MESSAGE on its own (`auto`, the default, acknowledges nothing).
+//!
+//! **Open-loop latency** (`open`): `N` connections (default 1000) in `N/2` pairs, one publisher
+//! and one subscriber per topic `PREFIX.i` (default `/topic/open.i`): many small rooms, every
+//! message delivered once, so the delivered rate equals the offered one. A pacer thread releases
+//! messages on a fixed schedule, `R` per second (default 10 000) over all publishers, message `j`
+//! at `j / R` seconds to publisher `j % (N/2)`, whether or not the broker keeps up; each body
+//! carries that intended send time, and latency is receive time - intended send time, so a
+//! broker that stalls (or a write blocked by TCP back-pressure) shows up as latency instead of
+//! slowing the senders down (no coordinated omission). After the warm-up, messages intended in
+//! the `S`-second window count; subscribers keep reading for up to [`DRAIN`] after it for the
+//! late ones. It reports offered, sent and delivered rates, p50/p99/p99.9/max, messages that
+//! never arrived, and the generator's own lag (write time - intended time of the first message
+//! of each write, p99, in the window), and **fails**
+//! (exit status 2, after its `RESULT` line) when the broker delivered less than 95% of the
+//! offered rate, or on any error.
 //!
 //! **Idle memory** (`idle`): opens `N` connections (TCP STOMP to `ADDR`, or WebSocket STOMP with
 //! `--ws` to `ws://ADDR/chat`), each CONNECTed with heart-beats off and SUBSCRIBEd to a topic of
@@ -50,7 +69,10 @@ const MAX_LATENCY_NS: u64 = 60_000_000_000;
 const STAMP: usize = 8;
 
 const USAGE: &str = "usage: stompload [--pubs P] [--subs S] [--size BYTES] [--secs S] [--warmup W] \
-[--dest DEST] [--window K] [--login L] [--passcode P] [--threads T] HOST:PORT\n       \
+[--dest DEST] [--window K] [--login L] [--passcode P] [--threads T] \
+[--ack auto|client-individual] HOST:PORT\n       \
+stompload open [--rate R] [--conns N] [--size BYTES] [--secs S] [--warmup W] [--prefix P] \
+[--login L] [--passcode P] [--threads T] HOST:PORT\n       \
 stompload idle --conns N --pid PID [--ws] ADDR";
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -69,6 +91,25 @@ struct Args {
     login: Option<String>,
     passcode: Option<String>,
     threads: usize,
+    /// `auto` (the default) or `client-individual`: then subscribers ACK every MESSAGE.
+    ack: Ack,
+}
+
+/// The subscription's `ack` mode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ack {
+    Auto,
+    /// Every MESSAGE is acknowledged with its own ACK (STOMP 1.2 `client-individual`).
+    ClientIndividual,
+}
+
+impl Ack {
+    fn as_str(self) -> &'static str {
+        match self {
+            Ack::Auto => "auto",
+            Ack::ClientIndividual => "client-individual",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +143,7 @@ fn parse_args(argv: &[String]) -> Result<Args> {
         login: None,
         passcode: None,
         threads: 2,
+        ack: Ack::Auto,
     };
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
@@ -116,6 +158,18 @@ fn parse_args(argv: &[String]) -> Result<Args> {
             "--login" => a.login = Some(value(&mut it, arg)?.clone()),
             "--passcode" => a.passcode = Some(value(&mut it, arg)?.clone()),
             "--threads" => a.threads = number(value(&mut it, arg)?, arg)?,
+            "--ack" => {
+                a.ack = match value(&mut it, arg)?.as_str() {
+                    "auto" => Ack::Auto,
+                    "client-individual" => Ack::ClientIndividual,
+                    other => {
+                        return Err(format!(
+                            "--ack: `{other}` (auto or client-individual)\n{USAGE}"
+                        )
+                        .into());
+                    }
+                }
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             s if s.starts_with('-') => return Err(format!("unknown flag {s}\n{USAGE}").into()),
             s => a.addr = s.to_owned(),
@@ -207,12 +261,22 @@ impl Conn {
 
     /// The next frame (heart-beats skipped), within [`IO_TIMEOUT`].
     async fn next_frame(&mut self) -> Result<Frame> {
+        self.next_frame_flushing(&mut BytesMut::new()).await
+    }
+
+    /// [`Conn::next_frame`], writing `pending` (frames queued by the caller, e.g. ACKs) before
+    /// it waits for the socket: replies to every frame already buffered go out in one write.
+    async fn next_frame_flushing(&mut self, pending: &mut BytesMut) -> Result<Frame> {
         let deadline = Instant::now() + IO_TIMEOUT;
         loop {
             match self.parser.parse(&mut self.rd)? {
                 Some(Parsed::Frame(f)) => return Ok(f),
                 Some(Parsed::HeartBeat) => continue,
                 None => {}
+            }
+            if !pending.is_empty() {
+                self.io.write_all(pending).await?;
+                pending.clear();
             }
             if self.rd.capacity() - self.rd.len() < 16 * 1024 {
                 self.rd.reserve(64 * 1024);
@@ -277,6 +341,7 @@ impl Counters {
 async fn subscriber(
     mut c: Conn,
     index: usize,
+    ack: Ack,
     counters: Arc<Counters>,
     epoch: Instant,
     measure_from: Instant,
@@ -287,12 +352,13 @@ async fn subscriber(
         hist: Histogram::new_with_max(MAX_LATENCY_NS, 3).expect("valid histogram bounds"),
         error: None,
     };
+    let mut acks = BytesMut::new();
     loop {
         let now = Instant::now();
         if now >= measure_to {
             break;
         }
-        let f = match tokio::time::timeout_at(measure_to, c.next_frame()).await {
+        let f = match tokio::time::timeout_at(measure_to, c.next_frame_flushing(&mut acks)).await {
             Err(_) => break,
             Ok(Err(e)) => {
                 r.error = Some(e.to_string());
@@ -302,6 +368,17 @@ async fn subscriber(
         };
         match f.command {
             Command::Message => {
+                if ack == Ack::ClientIndividual {
+                    let Some(id) = f.get("ack") else {
+                        r.error = Some("a client-individual MESSAGE without an ack header".into());
+                        break;
+                    };
+                    let frame = Frame::new(Command::Ack).header("id", id.to_owned());
+                    if let Err(e) = encode_frame(&frame, Version::V1_2, &mut acks) {
+                        r.error = Some(e.to_string());
+                        break;
+                    }
+                }
                 let seen = counters.received[index].fetch_add(1, Ordering::AcqRel) + 1;
                 if seen.is_multiple_of(32) {
                     counters.progress.notify_waiters();
@@ -402,7 +479,7 @@ async fn throughput(a: Args) -> Result {
             &Frame::new(Command::Subscribe)
                 .header("id", "0")
                 .header("destination", a.dest.clone())
-                .header("ack", "auto")
+                .header("ack", a.ack.as_str())
                 .header("receipt", format!("sub{i}")),
         )
         .await?;
@@ -433,6 +510,7 @@ async fn throughput(a: Args) -> Result {
             tokio::spawn(subscriber(
                 c,
                 i,
+                a.ack,
                 counters.clone(),
                 epoch,
                 measure_from,
@@ -474,12 +552,13 @@ async fn throughput(a: Args) -> Result {
     let (pub_rate, rate) = (published as f64 / a.secs, received as f64 / a.secs);
     let (p50, p99, p999, max) = (us(0.5), us(0.99), us(0.999), hist.max() as f64 / 1000.0);
     println!(
-        "stompload: {} pubs -> {} {} subs, {} B: published {pub_rate:.0} msgs/s, delivered \
+        "stompload: {} pubs -> {} {} subs ({} ack), {} B: published {pub_rate:.0} msgs/s, delivered \
          {rate:.0} msgs/s, latency p50 {p50:.1} µs p99 {p99:.1} µs p99.9 {p999:.1} µs max \
          {max:.1} µs, {} errors",
         a.pubs,
         a.dest,
         a.subs,
+        a.ack.as_str(),
         a.size,
         errors.len()
     );
@@ -487,7 +566,7 @@ async fn throughput(a: Args) -> Result {
         println!("stompload: error: {e}");
     }
     println!(
-        "RESULT pubs={} subs={} size={} secs={} dest={} published_per_sec={pub_rate:.0} \
+        "RESULT pubs={} subs={} size={} secs={} dest={} ack={} published_per_sec={pub_rate:.0} \
          delivered_per_sec={rate:.0} p50_us={p50:.1} p99_us={p99:.1} p999_us={p999:.1} \
          max_us={max:.1} errors={} all_published={} all_delivered={}",
         a.pubs,
@@ -495,6 +574,7 @@ async fn throughput(a: Args) -> Result {
         a.size,
         a.secs,
         a.dest,
+        a.ack.as_str(),
         errors.len(),
         counters.published.load(Ordering::Relaxed),
         counters
@@ -505,6 +585,435 @@ async fn throughput(a: Args) -> Result {
     );
     if received == 0 {
         return Err("no message was delivered in the measured window".into());
+    }
+    Ok(())
+}
+
+/// `open`: the open-loop latency test.
+#[derive(Debug, Clone)]
+struct OpenArgs {
+    addr: String,
+    /// Messages per second offered, over all publishers together.
+    rate: f64,
+    /// Connections: half publish, half subscribe, in pairs.
+    conns: usize,
+    size: usize,
+    secs: f64,
+    warmup: f64,
+    /// Destination prefix: pair `i` uses `PREFIX.i`.
+    prefix: String,
+    login: Option<String>,
+    passcode: Option<String>,
+    threads: usize,
+}
+
+fn parse_open(argv: &[String]) -> Result<OpenArgs> {
+    let mut a = OpenArgs {
+        addr: String::new(),
+        rate: 10_000.0,
+        conns: 1000,
+        size: 128,
+        secs: 5.0,
+        warmup: 2.0,
+        prefix: "/topic/open".into(),
+        login: None,
+        passcode: None,
+        threads: 2,
+    };
+    let mut it = argv.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--rate" => a.rate = number(value(&mut it, arg)?, arg)?,
+            "--conns" => a.conns = number(value(&mut it, arg)?, arg)?,
+            "--size" => a.size = number(value(&mut it, arg)?, arg)?,
+            "--secs" => a.secs = number(value(&mut it, arg)?, arg)?,
+            "--warmup" => a.warmup = number(value(&mut it, arg)?, arg)?,
+            "--prefix" => a.prefix = value(&mut it, arg)?.clone(),
+            "--login" => a.login = Some(value(&mut it, arg)?.clone()),
+            "--passcode" => a.passcode = Some(value(&mut it, arg)?.clone()),
+            "--threads" => a.threads = number(value(&mut it, arg)?, arg)?,
+            "-h" | "--help" => return Err(USAGE.into()),
+            s if s.starts_with('-') => return Err(format!("unknown flag {s}\n{USAGE}").into()),
+            s => a.addr = s.to_owned(),
+        }
+    }
+    if a.addr.is_empty() {
+        return Err(format!("missing HOST:PORT\n{USAGE}").into());
+    }
+    if a.conns < 2 || a.threads == 0 {
+        return Err("--conns must be at least 2 and --threads at least 1".into());
+    }
+    if !(a.rate >= 1.0 && a.rate <= 10_000_000.0) {
+        return Err("--rate must be in [1, 10000000] messages per second".into());
+    }
+    if !(a.secs > 0.0 && a.secs <= 3600.0 && a.warmup >= 0.0 && a.warmup <= 600.0) {
+        return Err("--secs must be in (0, 3600] and --warmup in [0, 600]".into());
+    }
+    a.size = a.size.max(STAMP);
+    Ok(a)
+}
+
+/// Shared state of an open-loop run.
+struct OpenCounters {
+    /// Messages whose intended send time fell in the measured window (set by the pacer).
+    scheduled_measured: AtomicU64,
+    /// Of those, how many the publishers wrote.
+    sent_measured: AtomicU64,
+    /// Of those, how many the subscribers received (any time before the drain ends).
+    received_measured: AtomicU64,
+    /// Messages received while the measured window was open (whatever their send time).
+    received_in_window: AtomicU64,
+    /// The pacer released its last message.
+    pacer_done: std::sync::atomic::AtomicBool,
+    /// The pacer is done and every message of the window arrived: subscribers may stop.
+    done: std::sync::atomic::AtomicBool,
+    done_notify: tokio::sync::Notify,
+}
+
+impl OpenCounters {
+    fn check_done(&self) {
+        let scheduled = self.scheduled_measured.load(Ordering::Acquire);
+        if self.pacer_done.load(Ordering::Acquire)
+            && self.received_measured.load(Ordering::Acquire) >= scheduled
+        {
+            self.done.store(true, Ordering::Release);
+            self.done_notify.notify_waiters();
+        }
+    }
+}
+
+/// The pacer: a plain thread that releases message `j` at `epoch + j / rate` (to publisher
+/// `j % P`), sleeping between releases; the schedule never waits for the broker, so a
+/// stalled broker shows up as latency instead of as fewer messages sent.
+fn pacer(
+    rate: f64,
+    epoch: std::time::Instant,
+    measure_from: Duration,
+    measure_to: Duration,
+    queues: Vec<tokio::sync::mpsc::UnboundedSender<u64>>,
+    counters: Arc<OpenCounters>,
+) {
+    let interval = 1e9 / rate;
+    let mut j: u64 = 0;
+    let (from, to) = (measure_from.as_nanos() as u64, measure_to.as_nanos() as u64);
+    loop {
+        let now = epoch.elapsed().as_nanos() as u64;
+        // Release every message that is due (several at once when this thread woke late).
+        loop {
+            let due = (j as f64 * interval) as u64;
+            if due > now || due >= to {
+                break;
+            }
+            if due >= from {
+                counters.scheduled_measured.fetch_add(1, Ordering::AcqRel);
+            }
+            if queues[(j % queues.len() as u64) as usize]
+                .send(due)
+                .is_err()
+            {
+                return; // a publisher failed; the run reports it
+            }
+            j += 1;
+        }
+        let next = (j as f64 * interval) as u64;
+        if next >= to {
+            break;
+        }
+        let now = epoch.elapsed().as_nanos() as u64;
+        if next > now {
+            std::thread::sleep(Duration::from_nanos((next - now).min(1_000_000)));
+        }
+    }
+    drop(queues);
+    counters.pacer_done.store(true, Ordering::Release);
+    counters.check_done();
+}
+
+/// An open-loop publisher: writes every message the pacer released, stamped with its intended
+/// send time, batching what queued up while it was busy. It reads its socket only for ERRORs.
+async fn open_publisher(
+    c: Conn,
+    dest: String,
+    size: usize,
+    (from, to): (u64, u64),
+    mut due: tokio::sync::mpsc::UnboundedReceiver<u64>,
+    counters: Arc<OpenCounters>,
+    epoch: Instant,
+) -> (Histogram<u64>, Option<String>) {
+    let mut lag = Histogram::<u64>::new_with_max(MAX_LATENCY_NS, 3).expect("valid bounds");
+    let padding = Bytes::from(vec![b'x'; size - STAMP]);
+    let Conn {
+        io,
+        mut rd,
+        mut parser,
+    } = c;
+    let (mut rx, mut tx) = io.into_split();
+    let mut batch = BytesMut::new();
+    let mut stamps = Vec::new();
+    loop {
+        tokio::select! {
+            first = due.recv() => {
+                let Some(first) = first else { break };
+                stamps.clear();
+                stamps.push(first);
+                while let Ok(t) = due.try_recv() {
+                    stamps.push(t);
+                }
+                batch.clear();
+                for &t in &stamps {
+                    let mut body = BytesMut::with_capacity(size);
+                    body.put_u64_le(t);
+                    body.extend_from_slice(&padding);
+                    let f = Frame::new(Command::Send)
+                        .header("destination", dest.clone())
+                        .body(body.freeze());
+                    if let Err(e) = encode_frame(&f, Version::V1_2, &mut batch) {
+                        return (lag, Some(e.to_string()));
+                    }
+                }
+                if first >= from && first < to {
+                    let late = (Instant::now().duration_since(epoch).as_nanos() as u64)
+                        .saturating_sub(first);
+                    let _ = lag.record(late.clamp(1, MAX_LATENCY_NS));
+                }
+                if let Err(e) = tx.write_all(&batch).await {
+                    return (lag, Some(e.to_string()));
+                }
+                let measured = stamps.iter().filter(|&&t| t >= from && t < to).count() as u64;
+                counters.sent_measured.fetch_add(measured, Ordering::AcqRel);
+            }
+            n = rx.read_buf(&mut rd) => {
+                match n {
+                    Ok(0) => return (lag, Some("the broker closed the connection".into())),
+                    Err(e) => return (lag, Some(e.to_string())),
+                    Ok(_) => {}
+                }
+                loop {
+                    match parser.parse(&mut rd) {
+                        Ok(Some(Parsed::Frame(f))) if f.command == Command::Error => {
+                            return (lag, Some(describe(&f)));
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(e) => return (lag, Some(e.to_string())),
+                    }
+                }
+            }
+        }
+    }
+    let mut out = BytesMut::new();
+    let _ = encode_frame(&Frame::new(Command::Disconnect), Version::V1_2, &mut out);
+    let _ = tx.write_all(&out).await;
+    (lag, None)
+}
+
+/// An open-loop subscriber: latency = receive time - the message's intended send time.
+async fn open_subscriber(
+    mut c: Conn,
+    (from, to): (u64, u64),
+    measure_to: Instant,
+    drain_until: Instant,
+    counters: Arc<OpenCounters>,
+    epoch: Instant,
+) -> SubResult {
+    let mut r = SubResult {
+        received: 0,
+        hist: Histogram::new_with_max(MAX_LATENCY_NS, 3).expect("valid histogram bounds"),
+        error: None,
+    };
+    while !counters.done.load(Ordering::Acquire) {
+        let f = tokio::select! {
+            f = tokio::time::timeout_at(drain_until, c.next_frame()) => f,
+            _ = counters.done_notify.notified() => break,
+        };
+        let f = match f {
+            Err(_) => break,
+            Ok(Err(e)) => {
+                r.error = Some(e.to_string());
+                break;
+            }
+            Ok(Ok(f)) => f,
+        };
+        match f.command {
+            Command::Message if f.body.len() >= STAMP => {
+                let now = Instant::now();
+                if now < measure_to && now.duration_since(epoch).as_nanos() as u64 >= from {
+                    counters.received_in_window.fetch_add(1, Ordering::AcqRel);
+                }
+                let intended = (&f.body[..STAMP]).get_u64_le();
+                if intended >= from && intended < to {
+                    r.received += 1;
+                    let at = now.duration_since(epoch).as_nanos() as u64;
+                    let _ = r
+                        .hist
+                        .record(at.saturating_sub(intended).clamp(1, MAX_LATENCY_NS));
+                    counters.received_measured.fetch_add(1, Ordering::AcqRel);
+                    if now >= measure_to {
+                        counters.check_done();
+                    }
+                }
+            }
+            Command::Error => {
+                r.error = Some(describe(&f));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = c.send(&Frame::new(Command::Disconnect)).await;
+    r
+}
+
+/// How long subscribers keep receiving after the window, for messages sent in it.
+const DRAIN: Duration = Duration::from_secs(3);
+/// An open-loop run fails when the broker delivered less than this share of the offered rate.
+const MIN_ACHIEVED: f64 = 0.95;
+
+async fn open_loop(a: OpenArgs) -> Result {
+    let pairs = a.conns / 2;
+    let login = a.login.as_deref();
+    let passcode = a.passcode.as_deref();
+    // One connection at a time, each subscription confirmed before the next connection.
+    let mut subs = Vec::with_capacity(pairs);
+    for i in 0..pairs {
+        let mut c = Conn::open(&a.addr, login, passcode).await?;
+        c.send(
+            &Frame::new(Command::Subscribe)
+                .header("id", "0")
+                .header("destination", format!("{}.{i}", a.prefix))
+                .header("ack", "auto")
+                .header("receipt", format!("sub{i}")),
+        )
+        .await?;
+        let f = c.next_frame().await?;
+        if f.command != Command::Receipt {
+            return Err(format!("SUBSCRIBE not confirmed: {}", describe(&f)).into());
+        }
+        subs.push(c);
+    }
+    let mut pubs = Vec::with_capacity(pairs);
+    for _ in 0..pairs {
+        pubs.push(Conn::open(&a.addr, login, passcode).await?);
+    }
+    let epoch = Instant::now();
+    let std_epoch = std::time::Instant::now();
+    let warmup = Duration::from_secs_f64(a.warmup);
+    let window_end = warmup + Duration::from_secs_f64(a.secs);
+    let (from, to) = (warmup.as_nanos() as u64, window_end.as_nanos() as u64);
+    let measure_to = epoch + window_end;
+    let drain_until = measure_to + DRAIN;
+    let counters = Arc::new(OpenCounters {
+        scheduled_measured: AtomicU64::new(0),
+        sent_measured: AtomicU64::new(0),
+        received_measured: AtomicU64::new(0),
+        received_in_window: AtomicU64::new(0),
+        pacer_done: false.into(),
+        done: false.into(),
+        done_notify: tokio::sync::Notify::new(),
+    });
+    let sub_tasks: Vec<_> = subs
+        .into_iter()
+        .map(|c| {
+            tokio::spawn(open_subscriber(
+                c,
+                (from, to),
+                measure_to,
+                drain_until,
+                counters.clone(),
+                epoch,
+            ))
+        })
+        .collect();
+    let mut queues = Vec::with_capacity(pairs);
+    let pub_tasks: Vec<_> = pubs
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            queues.push(tx);
+            tokio::spawn(open_publisher(
+                c,
+                format!("{}.{i}", a.prefix),
+                a.size,
+                (from, to),
+                rx,
+                counters.clone(),
+                epoch,
+            ))
+        })
+        .collect();
+    let pacer_counters = counters.clone();
+    let rate = a.rate;
+    let pacer = std::thread::Builder::new()
+        .name("pacer".into())
+        .spawn(move || pacer(rate, std_epoch, warmup, window_end, queues, pacer_counters))?;
+    let mut errors = Vec::new();
+    let mut lag = Histogram::<u64>::new_with_max(MAX_LATENCY_NS, 3)?;
+    for t in pub_tasks {
+        let (h, e) = t.await?;
+        lag.add(&h)?;
+        if let Some(e) = e {
+            errors.push(format!("publisher: {e}"));
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || pacer.join()).await;
+    let mut hist = Histogram::<u64>::new_with_max(MAX_LATENCY_NS, 3)?;
+    for t in sub_tasks {
+        let r = t.await?;
+        hist.add(&r.hist)?;
+        if let Some(e) = r.error {
+            errors.push(format!("subscriber: {e}"));
+        }
+    }
+    let scheduled = counters.scheduled_measured.load(Ordering::Relaxed);
+    let sent = counters.sent_measured.load(Ordering::Relaxed);
+    let received = counters.received_measured.load(Ordering::Relaxed);
+    let offered = scheduled as f64 / a.secs;
+    let achieved = counters.received_in_window.load(Ordering::Relaxed) as f64 / a.secs;
+    let lost = scheduled.saturating_sub(received);
+    let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let (p50, p99, p999) = (us(&hist, 0.5), us(&hist, 0.99), us(&hist, 0.999));
+    let max = hist.max() as f64 / 1000.0;
+    let lag_p99 = us(&lag, 0.99);
+    let ok = errors.is_empty() && achieved >= MIN_ACHIEVED * offered && received > 0;
+    println!(
+        "stompload open: {pairs} publishers -> {pairs} subscribers ({}.N, one pair per topic), {} \
+         B, offered {offered:.0} msgs/s, sent {:.0}, delivered {achieved:.0} msgs/s ({:.1}%), \
+         {lost} of the window's messages never arrived; latency from the intended send time: \
+         p50 {p50:.1} µs p99 {p99:.1} µs p99.9 {p999:.1} µs max {max:.1} µs; the generator's \
+         own lag p99 {lag_p99:.1} µs; {} errors",
+        a.prefix,
+        a.size,
+        sent as f64 / a.secs,
+        if offered > 0.0 {
+            achieved * 100.0 / offered
+        } else {
+            0.0
+        },
+        errors.len()
+    );
+    for e in errors.iter().take(5) {
+        println!("stompload: error: {e}");
+    }
+    println!(
+        "RESULT mode=open conns={} size={} secs={} offered_per_sec={offered:.0} \
+         sent_per_sec={:.0} delivered_per_sec={achieved:.0} lost={lost} p50_us={p50:.1} \
+         p99_us={p99:.1} p999_us={p999:.1} max_us={max:.1} gen_lag_p99_us={lag_p99:.1} \
+         errors={} ok={ok}",
+        pairs * 2,
+        a.size,
+        a.secs,
+        sent as f64 / a.secs,
+        errors.len()
+    );
+    if !ok {
+        return Err(format!(
+            "FAILED: delivered {achieved:.0} msgs/s of {offered:.0} offered (at least {:.0}% \
+             needed), {} errors, {lost} messages of the window never arrived",
+            MIN_ACHIEVED * 100.0,
+            errors.len()
+        )
+        .into());
     }
     Ok(())
 }
@@ -600,6 +1109,7 @@ async fn idle(a: IdleArgs) -> Result {
 
 enum Job {
     Throughput(Args),
+    Open(OpenArgs),
     Idle(IdleArgs),
 }
 
@@ -607,6 +1117,7 @@ fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let job = match argv.first().map(String::as_str) {
         Some("idle") => parse_idle(&argv[1..]).map(Job::Idle),
+        Some("open") => parse_open(&argv[1..]).map(Job::Open),
         _ => parse_args(&argv).map(Job::Throughput),
     }
     .unwrap_or_else(|e| exit_with(e));
@@ -614,6 +1125,14 @@ fn main() {
         Job::Throughput(a) => (
             a.threads,
             Duration::from_secs_f64(a.secs + a.warmup) + RUN_SLACK,
+        ),
+        // Connecting is bounded by IO_TIMEOUT per connection; then the phases and the drain.
+        Job::Open(a) => (
+            a.threads,
+            IO_TIMEOUT * (a.conns as u32 + 10)
+                + Duration::from_secs_f64(a.secs + a.warmup)
+                + DRAIN
+                + RUN_SLACK,
         ),
         // Each connection is bounded by IO_TIMEOUT; the whole run by one per connection at most.
         Job::Idle(a) => (1, IO_TIMEOUT * (a.conns as u32 + 60) + RUN_SLACK),
@@ -626,6 +1145,7 @@ fn main() {
     let run = async {
         match job {
             Job::Throughput(a) => throughput(a).await,
+            Job::Open(a) => open_loop(a).await,
             Job::Idle(a) => idle(a).await,
         }
     };
