@@ -123,7 +123,18 @@ impl Users {
 
     /// The principal for `login` if `passcode` is right.
     pub(crate) fn verify(&self, login: &str, passcode: &str) -> Option<Principal> {
-        let account = self.accounts.get(login)?;
+        let Some(account) = self.accounts.get(login) else {
+            // An unknown login costs what a known one does (one argon2 verification against
+            // some stored hash, result ignored), so timing does not tell which logins exist.
+            if let Some(phc) = self.accounts.values().find_map(|a| match &a.stored {
+                Stored::Hash(h) => Some(h),
+                Stored::Plain(_) => None,
+            }) && let Ok(parsed) = PasswordHash::new(phc)
+            {
+                let _ = Argon2::default().verify_password(passcode.as_bytes(), &parsed);
+            }
+            return None;
+        };
         let ok = match &account.stored {
             Stored::Plain(p) => constant_time_eq(p.as_bytes(), passcode.as_bytes()),
             Stored::Hash(phc) => self.verify_hash(login, phc, passcode),
