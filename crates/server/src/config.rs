@@ -943,6 +943,94 @@ mod tests {
     }
 
     #[test]
+    fn security_sections_default_and_parse() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.auth.default, "allow");
+        assert!(c.auth.default_allow().unwrap());
+        assert!(c.auth.jwt.is_none());
+        assert_eq!(c.auth.passcode_cache, 1024);
+        let b = &c.auth.backoff;
+        assert!(b.enabled);
+        assert_eq!(
+            (
+                b.max_failures,
+                b.window_ms,
+                b.delay_ms,
+                b.max_delay_ms,
+                b.max_addresses
+            ),
+            (5, 60_000, 1_000, 60_000, 10_000)
+        );
+        assert!(c.acl.is_empty() && c.queues.is_empty());
+        let c = Config::from_toml(
+            r#"
+            [auth]
+            default = "deny"
+            passcode_cache = 0
+            [auth.jwt]
+            jwks_file = "/etc/jwks.json"
+            issuer = "i"
+            audience = "a"
+            leeway_s = 5
+            principal_claim = "uid"
+            groups_claim = "roles"
+            grants_claim = "channels"
+            login_marker = "bearer"
+            [auth.backoff]
+            enabled = false
+            [[users]]
+            login = "a"
+            passcode = "$argon2id$v=19$m=19456,t=2,p=1$iyfq7T+BTqaO4yUulub/6A$B8dXO3URH9m7xhWRMVfpcMqvWQOyXQXS/9Qi0VHoThg"
+            groups = ["g"]
+            [[acl]]
+            who = "group:g"
+            destinations = ["/topic/**"]
+            actions = ["subscribe"]
+            allow = true
+            [[queues]]
+            pattern = "/queue/q"
+            max_length = 5
+            overflow = "drop-oldest"
+            max_redeliveries = 0
+            dead_letter = "/queue/dead"
+            ttl_ms = 1000
+            "#,
+        )
+        .unwrap();
+        assert!(!c.auth.default_allow().unwrap());
+        let j = c.auth.jwt.as_ref().unwrap();
+        assert_eq!(j.jwks_file.as_deref(), Some(Path::new("/etc/jwks.json")));
+        assert_eq!(j.leeway_s, Some(5));
+        assert_eq!(j.login_marker.as_deref(), Some("bearer"));
+        assert!(!c.auth.backoff.enabled);
+        assert!(c.users[0].is_hashed());
+        assert_eq!(c.users[0].groups, ["g"]);
+        assert_eq!(c.acl[0].who, "group:g");
+        assert_eq!(c.queues[0].max_redeliveries, Some(0));
+        assert_eq!(c.queues[0].ttl_ms, Some(1000));
+        // The JWKS file does not exist: validation says so.
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("auth.jwt") && e.contains("/etc/jwks.json"),
+            "{e}"
+        );
+        assert!(
+            Config::from_toml(
+                "[auth]
+defualt = \"deny\""
+            )
+            .is_err()
+        );
+        assert!(
+            Config::from_toml(
+                "[auth.jwt]
+secrett = \"x\""
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn stomp_tls_needs_tls_files() {
         let mut c = Config::default();
         c.listeners.stomp_tls = "127.0.0.1:0".parse().unwrap();
