@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask load sockjs --compare [--secs S] [--warmup W] [--rounds R] [--sizes 16,1024]
 //!                                   [--sessions-list 1,100] [--transports websocket,xhr-streaming]
+//!                                   [--windows 1,16]
 //! cargo xtask load sockjs --idle [--idle-sessions N]
 //! ```
 //!
@@ -13,8 +14,11 @@
 //! streaming `response_limit` ([`RESPONSE_LIMIT`], the default of both; the example's own
 //! default is the protocol suite's 4096). Then for every transport × sessions × size it runs
 //! `sockjsload` (crates/bench) against one server at a time, the other idle: echo round trips
-//! with one message in flight per session, over the `websocket` transport (`["msg"]` out,
-//! `a["msg"]` back) and over `xhr-streaming` + `xhr_send`. The whole matrix runs `R` times
+//! with `N` messages in flight per session for every `N` of `--windows` (default 1 and 16: one
+//! table each), over the `websocket` transport (`["msg"]` out, `a["msg"]` back) and over
+//! `xhr-streaming` + `xhr_send`. One message in flight mostly measures round-trip latency and
+//! scheduling; with 16 in flight echoes come back several to a frame, as bursts and fan-out do
+//! in real SockJS traffic, and each server's cost per message shows. The whole matrix runs `R` times
 //! (default 3) and each cell shows its median run: on a shared machine one round can be
 //! disturbed by whatever else runs. The servers run pinned to CPU 0 and
 //! the load generator to CPU 1 (`taskset`, util-linux), so each gets one core and neither
@@ -44,6 +48,7 @@ use std::time::Duration;
 const USAGE: &str = "\
 usage: cargo xtask load sockjs --compare [--secs S] [--warmup W] [--rounds R] [--sizes 16,1024]
                                          [--sessions-list 1,100] [--transports websocket,xhr-streaming]
+                                         [--windows 1,16]
        cargo xtask load sockjs --idle [--idle-sessions N]";
 
 /// Streaming responses (`xhr_streaming`) end after this many bytes on both servers (the
@@ -84,6 +89,8 @@ struct Args {
     sizes: Vec<usize>,
     sessions: Vec<usize>,
     transports: Vec<&'static str>,
+    /// Messages in flight per session; one table per entry.
+    windows: Vec<usize>,
     idle_sessions: usize,
 }
 
@@ -97,6 +104,7 @@ fn parse_args(args: &[String]) -> Result<Args> {
         sizes: vec![16, 1024],
         sessions: vec![1, 100],
         transports: TRANSPORTS.to_vec(),
+        windows: vec![1, 16],
         idle_sessions: 2000,
     };
     let mut it = args.iter();
@@ -113,6 +121,7 @@ fn parse_args(args: &[String]) -> Result<Args> {
             "--rounds" => a.rounds = value()?.parse()?,
             "--sizes" => a.sizes = super::parse_list(value()?)?,
             "--sessions-list" => a.sessions = super::parse_list(value()?)?,
+            "--windows" | "--window" => a.windows = super::parse_list(value()?)?,
             "--idle-sessions" => a.idle_sessions = value()?.parse()?,
             "--transports" => {
                 let wanted: Vec<&str> = value()?.split(',').map(str::trim).collect();
@@ -140,6 +149,9 @@ fn parse_args(args: &[String]) -> Result<Args> {
     }
     if !(1..=20).contains(&a.rounds) {
         return Err("--rounds must be in 1..=20".into());
+    }
+    if a.windows.is_empty() || a.windows.iter().any(|&w| w == 0 || w > 1024) {
+        return Err("--windows: each must be in 1..=1024".into());
     }
     if a.sizes.is_empty() || a.sessions.is_empty() || a.transports.is_empty() {
         return Err(format!("nothing to run\n{USAGE}").into());
@@ -330,6 +342,8 @@ struct Point {
     transport: &'static str,
     sessions: usize,
     size: usize,
+    /// Messages in flight per session.
+    window: usize,
 }
 
 fn size_label(size: usize) -> String {
@@ -350,14 +364,17 @@ fn compare(a: &Args, tools: &Tools, pin: &Pinning) -> Result<String> {
         servers.push((echo, p, port));
     }
     let mut points = Vec::new();
-    for &transport in &a.transports {
-        for &sessions in &a.sessions {
-            for &size in &a.sizes {
-                points.push(Point {
-                    transport,
-                    sessions,
-                    size,
-                });
+    for &window in &a.windows {
+        for &transport in &a.transports {
+            for &sessions in &a.sessions {
+                for &size in &a.sizes {
+                    points.push(Point {
+                        transport,
+                        sessions,
+                        size,
+                        window,
+                    });
+                }
             }
         }
     }
@@ -383,7 +400,16 @@ fn compare(a: &Args, tools: &Tools, pin: &Pinning) -> Result<String> {
         .map(|(p, cells)| (p, cells.into_iter().map(median_run).collect()))
         .collect();
     drop(servers);
-    Ok(render_compare(a, pin, &results))
+    let mut out = String::new();
+    for &window in &a.windows {
+        let of_window: Vec<_> = results
+            .iter()
+            .filter(|(p, _)| p.window == window)
+            .cloned()
+            .collect();
+        out.push_str(&render_compare(a, pin, window, &of_window));
+    }
+    Ok(out)
 }
 
 /// The run with the median msgs/s (the lower middle one of an even count), so one round
@@ -415,14 +441,17 @@ fn run_point(
         a.secs.to_string(),
         "--warmup".into(),
         a.warmup.to_string(),
+        "--window".into(),
+        p.window.to_string(),
         format!("http://127.0.0.1:{port}/echo"),
     ];
     let log = logs.join(format!(
-        "sockjsload-{}-{}-{}-{}.log",
+        "sockjsload-{}-{}-{}-{}-w{}.log",
         echo.name(),
         p.transport,
         p.sessions,
-        p.size
+        p.size,
+        p.window
     ));
     let cpu_before = cpu_seconds(pid);
     let mut cmd = pin.command(CLIENT_CPU, &tools.sockjsload);
@@ -440,12 +469,13 @@ fn run_point(
     });
     match (&ok, &r) {
         (Ok(()), Some(r)) => eprintln!(
-            "xtask load sockjs: {:<18} {:<13} {:>3} sessions {:>6}: {:>8.0} msgs/s  p99 {:>8.0} µs  \
-             server CPU {} µs/msg  client CPU {:.0}%{}",
+            "xtask load sockjs: {:<18} {:<13} {:>3} sessions {:>6} window {:>2}: {:>8.0} msgs/s  \
+             p99 {:>8.0} µs  server CPU {} µs/msg  client CPU {:.0}%{}",
             echo.name(),
             p.transport,
             p.sessions,
             size_label(p.size),
+            p.window,
             r.msgs_per_sec,
             r.p99_us,
             r.server_cpu_us.map_or("?".into(), |c| format!("{c:.1}")),
@@ -470,11 +500,21 @@ fn run_point(
     Ok(r.filter(|r| ok.is_ok() && r.msgs_per_sec > 0.0))
 }
 
-fn render_compare(a: &Args, pin: &Pinning, results: &[(Point, Vec<Option<EchoResult>>)]) -> String {
+fn render_compare(
+    a: &Args,
+    pin: &Pinning,
+    window: usize,
+    results: &[(Point, Vec<Option<EchoResult>>)],
+) -> String {
     let mut out = String::new();
+    let in_flight = if window == 1 {
+        "one message in flight per session".to_owned()
+    } else {
+        format!("{window} messages in flight per session")
+    };
     let _ = writeln!(
         out,
-        "\nSockJS echo, one message in flight per session, {}s measured after {}s warm-up, \
+        "\nSockJS echo, {in_flight}, {}s measured after {}s warm-up, \
          median of {} rounds, one server at a time; {}; xhr-streaming responses end after {} KiB on both servers. \
          ours/node > 1: switchboard-sockjs ahead. CPU: server CPU time per round trip \
          (warm-up included). client: the load generator's share of its one core (100% = it, \
@@ -561,7 +601,7 @@ fn render_compare(a: &Args, pin: &Pinning, results: &[(Point, Vec<Option<EchoRes
     out.push_str(&table(&rows, true));
     let _ = writeln!(
         out,
-        "\nswitchboard-sockjs at >= 3x sockjs-node's msgs/s: {met} of {n} points; \
+        "\n{in_flight}: switchboard-sockjs at >= 3x sockjs-node's msgs/s: {met} of {n} points; \
          at <= 1/3 of its server CPU per round trip: {cpu_met} of {n} points",
         n = results.len()
     );
@@ -723,6 +763,12 @@ mod tests {
         assert!(parse_args(&args("--compare --secs")).is_err());
         assert!(parse_args(&args("--compare --rounds 0")).is_err());
         assert_eq!(parse_args(&args("--compare --rounds 5")).unwrap().rounds, 5);
+        assert_eq!(a.windows, vec![1, 16]);
+        assert_eq!(
+            parse_args(&args("--compare --windows 4")).unwrap().windows,
+            vec![4]
+        );
+        assert!(parse_args(&args("--compare --windows 0")).is_err());
     }
 
     #[test]
@@ -768,6 +814,7 @@ mod tests {
             transport,
             sessions,
             size: 1024,
+            window: 1,
         };
         let mut results = vec![
             (
@@ -782,7 +829,7 @@ mod tests {
         if let Some(node) = results[0].1[1].as_mut() {
             node.server_cpu_us = Some(7.0);
         }
-        let t = render_compare(&a, &pin, &results);
+        let t = render_compare(&a, &pin, 1, &results);
         assert!(
             t.contains(
                 "| websocket | 1 | 1 KiB | 30000 | 10000 | 3.00x | 100 | 200 | 2.00x | 2.0 | 7.0 | 3.50x |"

@@ -4,16 +4,21 @@
 //!
 //! ```text
 //! sockjsload [--transport websocket|xhr-streaming] [--sessions N] [--size BYTES] [--secs S]
-//!            [--warmup W] [--threads T] [--connect-timeout S] http://HOST:PORT/PREFIX
+//!            [--warmup W] [--window N] [--threads T] [--connect-timeout S]
+//!            http://HOST:PORT/PREFIX
 //! sockjsload idle --sessions N --pid PID [--transport websocket|xhr-streaming] [--stomp]
 //!            http://HOST:PORT/PREFIX
 //! ```
 //!
 //! **Echo** (the first form): opens `N` SockJS sessions on the endpoint at `PREFIX` (each waits
-//! for the `o` frame), then for `W + S` seconds each session keeps one message in flight: it
-//! sends a `BYTES`-byte ASCII message and waits until the server echoes it back in an `a[...]`
-//! frame. Only round trips that start after the warm-up and end within the measured `S` seconds
-//! count. Transports, as sockjs-client uses them:
+//! for the `o` frame), then for `W + S` seconds each session keeps `N` messages in flight
+//! (`--window`, default 1): it sends `BYTES`-byte ASCII messages and, for every one the server
+//! echoes back (in an `a[...]` frame, which may carry several), sends the next. Only round trips
+//! that start after the warm-up and end within the measured `S` seconds count; latency is from
+//! the moment a message is handed to the transport to the moment its echo is parsed. With one
+//! message in flight the figure is mostly round-trip latency; a window shows what a server does
+//! per message when frames carry several (bursts, fan-out), as real SockJS traffic does.
+//! Transports, as sockjs-client uses them:
 //!
 //! - `websocket`: one WebSocket to `PREFIX/<server>/<session>/websocket`; a message goes out as
 //!   the text message `["msg"]`, the echo comes back as `a["msg"]`.
@@ -21,7 +26,10 @@
 //!   chunked body carries the 2 KiB `h` prelude and then one frame per line; every message is a
 //!   `POST .../xhr_send` with body `["msg"]` (answered 204) on a second keep-alive connection.
 //!   When the server ends a streaming response (its `response_limit`), the next one is opened on
-//!   the same session, as sockjs-client does; that cost counts.
+//!   the same session, as sockjs-client does; that cost counts. With a window, messages queued
+//!   while an `xhr_send` is in flight go out together in the next one (`["m1","m2",...]`), as
+//!   sockjs-client's send buffer does; over `websocket` each message is its own WebSocket
+//!   message (as sockjs-client sends them), the ones due together written with one flush.
 //!
 //! Every echo is checked: it must be exactly the message sent (each carries a sequence number),
 //! so a lost, duplicated or mangled echo is an error, not a round trip.
@@ -37,8 +45,10 @@
 //!
 //! Each form prints a summary and one machine-readable `RESULT ...` line for `cargo xtask load`
 //! (echo: `msgs_per_sec`, `p99_us`, `errors`, `all_msgs` (warm-up included), like `wsload`).
-//! Everything is bounded: each connect and each wait for a frame by `--connect-timeout` and
-//! [`RECV_TIMEOUT`], the whole run by its phases plus [`RUN_SLACK`].
+//! Everything is bounded: each connect by `--connect-timeout`, each wait for a frame during the
+//! echo phase by one watchdog per session that fires [`RECV_TIMEOUT`] after the measured window
+//! ends (armed once, so no timer is registered per message), other waits by [`RECV_TIMEOUT`],
+//! the whole run by its phases plus [`RUN_SLACK`].
 
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
@@ -70,7 +80,8 @@ const MAX_LINE: usize = 16 << 20;
 const SEQ_DIGITS: usize = 10;
 
 const USAGE: &str = "usage: sockjsload [--transport websocket|xhr-streaming] [--sessions N] \
-[--size BYTES] [--secs S] [--warmup W] [--threads T] [--connect-timeout S] http://HOST:PORT/PREFIX
+[--size BYTES] [--secs S] [--warmup W] [--window N] [--threads T] [--connect-timeout S] \
+http://HOST:PORT/PREFIX
        sockjsload idle --sessions N --pid PID [--transport websocket|xhr-streaming] [--stomp] \
 http://HOST:PORT/PREFIX";
 
@@ -145,6 +156,8 @@ struct Args {
     size: usize,
     secs: f64,
     warmup: f64,
+    /// Messages in flight per session.
+    window: usize,
     threads: usize,
     connect_timeout: Duration,
 }
@@ -180,6 +193,7 @@ fn parse_args(argv: &[String]) -> Result<Args> {
         size: 16,
         secs: 3.0,
         warmup: 1.0,
+        window: 1,
         threads: 1,
         connect_timeout: Duration::from_secs(10),
     };
@@ -191,6 +205,7 @@ fn parse_args(argv: &[String]) -> Result<Args> {
             "--size" => a.size = number(value(&mut it, arg)?, arg)?,
             "--secs" => a.secs = number(value(&mut it, arg)?, arg)?,
             "--warmup" => a.warmup = number(value(&mut it, arg)?, arg)?,
+            "--window" => a.window = number(value(&mut it, arg)?, arg)?,
             "--threads" => a.threads = number(value(&mut it, arg)?, arg)?,
             "--connect-timeout" => {
                 let s: f64 = number(value(&mut it, arg)?, arg)?;
@@ -214,6 +229,9 @@ fn parse_args(argv: &[String]) -> Result<Args> {
     }
     if a.size == 0 || a.size > 16 << 20 {
         return Err("--size must be in 1..=16777216".into());
+    }
+    if !(1..=1024).contains(&a.window) {
+        return Err("--window must be in 1..=1024".into());
     }
     Ok(a)
 }
@@ -538,11 +556,10 @@ impl XhrStream {
     }
 
     /// The next frame (a line of the body), opening a new streaming response when the current one
-    /// ended. Bounded by `wait`.
-    async fn next_line(&mut self, wait: Duration) -> Result<String> {
-        let deadline = Instant::now() + wait;
+    /// ended. Unbounded: the caller bounds it.
+    async fn next_line_unbounded(&mut self) -> Result<String> {
         loop {
-            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+            if let Some(i) = memchr_newline(&self.buf) {
                 let line = self.buf.split_to(i + 1);
                 let text = std::str::from_utf8(&line[..i])
                     .map_err(|_| "xhr_streaming: a frame is not UTF-8")?;
@@ -555,24 +572,13 @@ impl XhrStream {
                 if !self.buf.is_empty() {
                     return Err("xhr_streaming: the response ended inside a frame".into());
                 }
-                timeout(
-                    deadline.saturating_duration_since(Instant::now()),
-                    self.open(),
-                )
-                .await
-                .map_err(|_| "xhr_streaming: reopening timed out")??;
+                self.open().await?;
                 continue;
             };
-            match timeout(
-                deadline.saturating_duration_since(Instant::now()),
-                body.frame(),
-            )
-            .await
-            {
-                Err(_) => return Err(format!("no frame within {wait:?}").into()),
-                Ok(None) => self.body = None,
-                Ok(Some(Err(e))) => return Err(format!("xhr_streaming body: {e}").into()),
-                Ok(Some(Ok(f))) => {
+            match body.frame().await {
+                None => self.body = None,
+                Some(Err(e)) => return Err(format!("xhr_streaming body: {e}").into()),
+                Some(Ok(f)) => {
                     if let Ok(data) = f.into_data() {
                         self.buf.extend_from_slice(&data);
                     }
@@ -580,6 +586,11 @@ impl XhrStream {
             }
         }
     }
+}
+
+/// The first `\n` in `b`.
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
 }
 
 /// `POST <send_path>` with `payload` on the session's `xhr_send` connection (opened, or
@@ -672,25 +683,29 @@ impl Session {
 
     /// The next frame other than a heartbeat, bounded by `wait`.
     async fn next_frame(&mut self, wait: Duration) -> Result<Frame> {
-        let deadline = Instant::now() + wait;
+        timeout(wait, self.next_frame_unbounded())
+            .await
+            .map_err(|_| format!("no frame within {wait:?}"))?
+    }
+
+    /// [`next_frame`](Self::next_frame) without a bound: the caller bounds it.
+    async fn next_frame_unbounded(&mut self) -> Result<Frame> {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
             let frame = match self {
                 Session::Ws(ws) => loop {
-                    match timeout(left, ws.recv()).await {
-                        Err(_) => return Err(format!("no frame within {wait:?}").into()),
-                        Ok(None) => return Err("the server closed the WebSocket".into()),
-                        Ok(Some(Err(e))) => return Err(format!("WebSocket: {e}").into()),
-                        Ok(Some(Ok(Message::Text(t)))) => break parse_frame(t.as_str())?,
-                        Ok(Some(Ok(Message::Close(c)))) => {
+                    match ws.recv().await {
+                        None => return Err("the server closed the WebSocket".into()),
+                        Some(Err(e)) => return Err(format!("WebSocket: {e}").into()),
+                        Some(Ok(Message::Text(t))) => break parse_frame(t.as_str())?,
+                        Some(Ok(Message::Close(c))) => {
                             return Err(format!("the server closed the WebSocket: {c:?}").into());
                         }
                         // Pings (sockjs-node's heartbeat on this transport) are answered by
                         // the stream itself.
-                        Ok(Some(Ok(_))) => {}
+                        Some(Ok(_)) => {}
                     }
                 },
-                Session::Xhr { stream, .. } => parse_frame(&stream.next_line(left).await?)?,
+                Session::Xhr { stream, .. } => parse_frame(&stream.next_line_unbounded().await?)?,
             };
             match frame {
                 Frame::Heartbeat => {}
@@ -709,58 +724,6 @@ impl Session {
             Session::Xhr {
                 send, send_path, ..
             } => xhr_send(send, authority, send_path, payload).await,
-        }
-    }
-
-    /// Sends one message and waits for its echo. Over xhr-streaming, the `xhr_send` answer and
-    /// the echo on the stream are awaited together (either may come first).
-    async fn round_trip(&mut self, authority: &str, msg: &str) -> Result {
-        let payload = encode_messages([msg]);
-        let echoed = match self {
-            Session::Ws(_) => {
-                self.send(authority, &payload).await?;
-                self.next_frame(RECV_TIMEOUT).await?
-            }
-            Session::Xhr {
-                stream,
-                send,
-                send_path,
-            } => {
-                let (sent, line) = tokio::join!(
-                    timeout(RECV_TIMEOUT, xhr_send(send, authority, send_path, &payload)),
-                    stream.next_line(RECV_TIMEOUT)
-                );
-                sent.map_err(|_| format!("no xhr_send answer within {RECV_TIMEOUT:?}"))??;
-                match parse_frame(&line?)? {
-                    Frame::Heartbeat => self.next_frame(RECV_TIMEOUT).await?,
-                    Frame::Close(why) => {
-                        return Err(format!("the server closed the session: {why}").into());
-                    }
-                    f => f,
-                }
-            }
-        };
-        match echoed {
-            Frame::Messages(m) if m.len() == 1 && m[0] == msg => Ok(()),
-            Frame::Messages(m) => Err(format!(
-                "echo mismatch: sent {:?}, got {} message(s), first {:?}",
-                shorten(msg),
-                m.len(),
-                m.first().map(|s| shorten(s))
-            )
-            .into()),
-            other => Err(format!("expected an echo, got {other:?}").into()),
-        }
-    }
-
-    async fn close(self) {
-        match self {
-            Session::Ws(mut ws) => {
-                let _ = timeout(CLOSE_TIMEOUT, ws.close(CloseCode::NORMAL, "")).await;
-            }
-            // Dropping the connections ends the session on the server (after its
-            // disconnect delay).
-            Session::Xhr { .. } => {}
         }
     }
 }
@@ -807,43 +770,251 @@ fn message(seq: u64, size: usize, filler: &str) -> String {
     m
 }
 
+/// Whether `got` is [`message`]`(seq, size, filler)`, without building it.
+fn is_message(got: &str, seq: u64, size: usize, filler: &str) -> bool {
+    if got.len() != size {
+        return false;
+    }
+    let mut digits = [b'0'; SEQ_DIGITS];
+    let mut n = seq;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let head = size.min(SEQ_DIGITS);
+    n == 0
+        && got.as_bytes()[..head] == digits[..head]
+        && got.as_bytes()[head..] == filler.as_bytes()[..size - head]
+}
+
+/// One echo session's load: what it sends, what is in flight, what it measured.
+struct EchoState {
+    size: usize,
+    filler: String,
+    window: usize,
+    start: Instant,
+    end: Instant,
+    seq: u64,
+    /// Sequence number and send time of every message in flight, oldest first (echoes come back
+    /// in order).
+    inflight: std::collections::VecDeque<(u64, Instant)>,
+    out: Outcome,
+}
+
+impl EchoState {
+    fn new(size: usize, window: usize, start: Instant, end: Instant) -> Self {
+        EchoState {
+            size,
+            filler: "switchboard sockjs load "
+                .chars()
+                .cycle()
+                .take(size)
+                .collect(),
+            window,
+            start,
+            end,
+            seq: 0,
+            inflight: std::collections::VecDeque::with_capacity(window),
+            out: Outcome::new(),
+        }
+    }
+
+    /// The next message to send, if the run is still on and the window has room.
+    fn next_message(&mut self, now: Instant) -> Option<String> {
+        if now >= self.end || self.inflight.len() >= self.window {
+            return None;
+        }
+        self.seq += 1;
+        self.inflight.push_back((self.seq, now));
+        Some(message(self.seq, self.size, &self.filler))
+    }
+
+    /// Checks the echoes of one frame against what is in flight and records them.
+    fn echoed(&mut self, msgs: &[String]) -> Result {
+        let done = Instant::now();
+        for m in msgs {
+            let Some((seq, sent)) = self.inflight.pop_front() else {
+                return Err(format!("an echo nobody sent: {:?}", shorten(m)).into());
+            };
+            if !is_message(m, seq, self.size, &self.filler) {
+                return Err(format!(
+                    "echo mismatch: expected message {seq} ({} bytes), got {:?}",
+                    self.size,
+                    shorten(m)
+                )
+                .into());
+            }
+            self.out.all += 1;
+            if sent >= self.start && done <= self.end {
+                self.out.msgs += 1;
+                self.out
+                    .hist
+                    .saturating_record((done - sent).as_nanos() as u64);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one session's echo load; stops sending at `end` and waits for what is in flight.
 async fn echo_loop(
-    mut s: Session,
+    s: Session,
     authority: String,
     size: usize,
+    window: usize,
     start: Instant,
     end: Instant,
 ) -> Outcome {
-    let filler: String = "switchboard sockjs load "
-        .chars()
-        .cycle()
-        .take(size)
-        .collect();
-    let mut out = Outcome::new();
-    let mut seq = 0u64;
+    let mut st = EchoState::new(size, window, start, end);
+    // One timer per session for the whole run, not one per wait.
+    let watchdog = tokio::time::sleep_until(end + RECV_TIMEOUT);
+    tokio::pin!(watchdog);
+    let r = match s {
+        Session::Ws(mut ws) => {
+            let r = tokio::select! {
+                biased;
+                r = echo_ws(&mut ws, &mut st) => r,
+                () = &mut watchdog => Err(format!("no echo within {RECV_TIMEOUT:?} of the end").into()),
+            };
+            let _ = timeout(CLOSE_TIMEOUT, ws.close(CloseCode::NORMAL, "")).await;
+            r
+        }
+        Session::Xhr {
+            mut stream,
+            send,
+            send_path,
+        } => {
+            let r = tokio::select! {
+                biased;
+                r = echo_xhr(&mut stream, send, authority, send_path, &mut st) => r,
+                () = &mut watchdog => Err(format!("no echo within {RECV_TIMEOUT:?} of the end").into()),
+            };
+            st.out.reopened = stream.opened.saturating_sub(1);
+            // Dropping the connections ends the session on the server (after its disconnect
+            // delay).
+            r
+        }
+    };
+    if let Err(e) = r {
+        st.out.fail(e);
+    }
+    st.out
+}
+
+/// The websocket transport: each message its own WebSocket message, the ones due together
+/// written with one flush.
+async fn echo_ws(ws: &mut Ws, st: &mut EchoState) -> Result {
+    let mut payload = String::new();
     loop {
-        let sent = Instant::now();
-        if sent >= end {
-            break;
+        let now = Instant::now();
+        let mut fed = false;
+        while let Some(m) = st.next_message(now) {
+            payload.clear();
+            payload.push('[');
+            push_json_string(&mut payload, &m);
+            payload.push(']');
+            ws.feed(Message::text(payload.as_str())).await?;
+            fed = true;
         }
-        seq += 1;
-        let msg = message(seq, size, &filler);
-        if let Err(e) = s.round_trip(&authority, &msg).await {
-            out.fail(e);
-            break;
+        if fed {
+            ws.flush().await?;
         }
-        let done = Instant::now();
-        out.all += 1;
-        if sent >= start && done <= end {
-            out.msgs += 1;
-            out.hist.saturating_record((done - sent).as_nanos() as u64);
+        if st.inflight.is_empty() {
+            return Ok(());
+        }
+        let frame = loop {
+            match ws.recv().await {
+                None => return Err("the server closed the WebSocket".into()),
+                Some(Err(e)) => return Err(format!("WebSocket: {e}").into()),
+                Some(Ok(Message::Text(t))) => match parse_frame(t.as_str())? {
+                    Frame::Heartbeat => {}
+                    f => break f,
+                },
+                Some(Ok(Message::Close(c))) => {
+                    return Err(format!("the server closed the WebSocket: {c:?}").into());
+                }
+                // Pings (sockjs-node's heartbeat on this transport) are answered by the stream.
+                Some(Ok(_)) => {}
+            }
+        };
+        match frame {
+            Frame::Messages(m) => st.echoed(&m)?,
+            other => return Err(format!("expected an echo, got {other:?}").into()),
         }
     }
-    if let Session::Xhr { stream, .. } = &s {
-        out.reopened = stream.opened.saturating_sub(1);
+}
+
+/// xhr-streaming + xhr_send: the stream is read here while a task of its own posts what is
+/// queued, one `xhr_send` at a time (messages queued meanwhile go out together in the next, as
+/// sockjs-client's send buffer does).
+async fn echo_xhr(
+    stream: &mut XhrStream,
+    send: Option<SendRequest<Full<Bytes>>>,
+    authority: String,
+    send_path: String,
+    st: &mut EchoState,
+) -> Result {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut sender = tokio::spawn(async move {
+        let mut send = send;
+        let mut batch: Vec<String> = Vec::new();
+        while let Some(m) = rx.recv().await {
+            batch.push(m);
+            while let Ok(m) = rx.try_recv() {
+                batch.push(m);
+            }
+            let payload = encode_messages(batch.iter().map(String::as_str));
+            batch.clear();
+            timeout(
+                RECV_TIMEOUT,
+                xhr_send(&mut send, &authority, &send_path, &payload),
+            )
+            .await
+            .map_err(|_| format!("no xhr_send answer within {RECV_TIMEOUT:?}"))??;
+        }
+        Ok::<(), Error>(())
+    });
+    let result = async {
+        loop {
+            let now = Instant::now();
+            while let Some(m) = st.next_message(now) {
+                tx.send(m).map_err(|_| "the xhr_send task ended")?;
+            }
+            if st.inflight.is_empty() {
+                return Ok(());
+            }
+            let line = tokio::select! {
+                biased;
+                l = stream.next_line_unbounded() => l?,
+                r = &mut sender => {
+                    return Err(match r {
+                        Ok(Err(e)) => e,
+                        Ok(Ok(())) => "the xhr_send task ended".into(),
+                        Err(e) => format!("xhr_send task: {e}").into(),
+                    });
+                }
+            };
+            match parse_frame(&line)? {
+                Frame::Heartbeat => {}
+                Frame::Messages(m) => st.echoed(&m)?,
+                Frame::Close(why) => {
+                    return Err(format!("the server closed the session: {why}").into());
+                }
+                other => return Err(format!("expected an echo, got {other:?}").into()),
+            }
+        }
     }
-    s.close().await;
-    out
+    .await;
+    drop(tx);
+    if result.is_ok() {
+        match sender.await {
+            Ok(r) => r?,
+            Err(e) => return Err(format!("xhr_send task: {e}").into()),
+        }
+    } else {
+        sender.abort();
+    }
+    result
 }
 
 async fn run(a: Args) -> Result {
@@ -873,6 +1044,7 @@ async fn run(a: Args) -> Result {
                 s,
                 a.endpoint.authority.clone(),
                 a.size,
+                a.window,
                 start,
                 end,
             ))
@@ -927,13 +1099,14 @@ fn report(a: &Args, o: &Outcome, cpu: Option<f64>) {
     let rate = o.msgs as f64 / a.secs;
     let cpu_pct = cpu.map_or(-1.0, |c| 100.0 * c / (a.warmup + a.secs));
     println!(
-        "sockjsload http://{}{} {}: {} sessions, {} B messages, one in flight per session, \
+        "sockjsload http://{}{} {}: {} sessions, {} B messages, {} in flight per session, \
          warm-up {}s, measured {}s",
         a.endpoint.authority,
         a.endpoint.prefix,
         a.transport.name(),
         a.sessions,
         a.size,
+        a.window,
         a.warmup,
         a.secs
     );
@@ -961,12 +1134,13 @@ fn report(a: &Args, o: &Outcome, cpu: Option<f64>) {
         println!("  first error: {e}");
     }
     println!(
-        "RESULT transport={} sessions={} size={} secs={} msgs={} msgs_per_sec={rate:.1} \
+        "RESULT transport={} sessions={} size={} window={} secs={} msgs={} msgs_per_sec={rate:.1} \
          p50_us={:.1} p90_us={:.1} p99_us={:.1} p999_us={:.1} max_us={max:.1} errors={} \
          all_msgs={} reopened={} client_cpu_pct={cpu_pct:.0}",
         a.transport.name(),
         a.sessions,
         a.size,
+        a.window,
         a.secs,
         o.msgs,
         us(0.5),
@@ -1223,6 +1397,16 @@ mod tests {
         assert_eq!(message(7, 4, &filler), "0000");
         assert_eq!(message(12, 1024, &filler).len(), 1024);
         assert_ne!(message(1, 16, &filler), message(2, 16, &filler));
+        for (seq, size) in [(7, 16), (7, 4), (12, 1024), (9_999_999_999, 10), (3, 1)] {
+            assert!(is_message(&message(seq, size, &filler), seq, size, &filler));
+            assert!(!is_message(
+                &message(seq + 1, size.max(10), &filler),
+                seq,
+                size.max(10),
+                &filler
+            ));
+        }
+        assert!(!is_message("0000000007abcab", 7, 16, &filler));
     }
 
     #[test]
