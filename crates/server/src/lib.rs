@@ -25,6 +25,14 @@
 //!
 //! Every connection gets a task; protocol logic lives in the sans-IO crates it composes.
 //!
+//! Security and message lifecycle come from the configuration (see [`config`]): `[[users]]`
+//! with argon2id passcode hashes ([`hash_password`], `switchboard hash-password`), `[auth.jwt]`
+//! bearer tokens (HS256, RS256, ES256, JWKS) from the CONNECT passcode, a WebSocket upgrade's
+//! `Authorization: Bearer` header or an `access_token` query parameter on the WebSocket or
+//! SockJS URL, a per-address back-off after failed logins, `[[acl]]` rules for SUBSCRIBE and
+//! SEND, and `[[queues]]` policies (length, overflow, redeliveries, dead letters, TTL).
+//! [`broker_builder`] installs them on the broker. Passcodes and tokens are never logged.
+//!
 //! ```no_run
 //! use switchboard_server::{Config, Server};
 //!
