@@ -402,6 +402,9 @@ async fn write_out<W: AsyncWrite + Unpin>(
     // The iovec array is built inside each poll, on the stack: held across an `.await` it would
     // be 1 KiB more in every connection's task, idle or not.
     let n = std::future::poll_fn(|cx| {
+        if let Some(bytes) = ws.out().contiguous() {
+            return std::pin::Pin::new(&mut *w).poll_write(cx, bytes);
+        }
         let mut slices = [IoSlice::new(&[]); 64];
         let k = ws.out().io_slices(&mut slices);
         std::pin::Pin::new(&mut *w).poll_write_vectored(cx, &slices[..k])

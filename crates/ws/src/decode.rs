@@ -15,6 +15,10 @@ const UTF8_BLOCK: usize = 8 << 10;
 /// arrived; beyond that, room for at most [`CLAIM_GROWTH`] times the bytes received.
 const CLAIM_TRUST: usize = 64 << 10;
 
+/// How far past a large frame's end [`Decoder::reserve_read`] lets a read go: enough for the
+/// next frame's header, so at most this many bytes of a following frame are ever moved.
+const READ_PAST_FRAME: usize = 64;
+
 /// Growth factor of the read buffer inside a large frame. A buffer that grows moves the part of
 /// the frame already received into the new allocation: doubling would copy a 1 MiB frame about
 /// once more in total, growing 16-fold copies it once from 64 KiB (6% of it), while a peer
@@ -115,9 +119,12 @@ impl Decoder {
     /// * Inside a frame of at least `read_size` bytes whose header is parsed: room for the rest
     ///   of the frame, trusting its claimed length only up to 16 times what has arrived or
     ///   64 KiB, whichever is larger (geometric growth: nothing is allocated from a claimed
-    ///   length up front), and the read stops at the frame's end. So the next large frame starts at the
-    ///   front of an empty buffer, whose allocation `BytesMut::reserve` takes back in place once
-    ///   the previous payload is dropped: no partial frame is moved (compacted) to make room.
+    ///   length up front), and the read stops at the frame's end plus 64 bytes. So the next
+    ///   large frame starts at the front of a buffer holding at most its first 64 bytes, whose
+    ///   allocation `BytesMut::reserve` takes back in place (moving those bytes) once the
+    ///   previous payload is dropped: no more than 64 bytes of a partial frame are ever moved.
+    ///   The 64 bytes make a read that finds nothing after the frame come back short, which
+    ///   tells the runtime the socket is drained (no extra read that fails with `EAGAIN`).
     ///
     /// ```
     /// use bytes::BytesMut;
@@ -133,6 +140,14 @@ impl Decoder {
             Some(f) if f.len >= read_size && f.len > buf.len() => {
                 let missing = f.len - buf.len();
                 let trusted = missing.min(buf.len().saturating_mul(CLAIM_GROWTH).max(CLAIM_TRUST));
+                if trusted == missing {
+                    // The whole rest fits: ask for a few bytes more, so that when nothing
+                    // follows the frame (a peer waiting for our reply) the read comes back
+                    // short and the runtime knows the socket is drained — without them the
+                    // next read is a wasted EAGAIN system call per message.
+                    buf.reserve(missing + READ_PAST_FRAME);
+                    return missing + READ_PAST_FRAME;
+                }
                 buf.reserve(trusted);
                 missing.min(buf.capacity() - buf.len())
             }

@@ -103,6 +103,16 @@ impl OutQueue {
         }
     }
 
+    /// The queued bytes when they are one contiguous slice (the common case of small frames,
+    /// all copied into the tail buffer): a plain `write` of it skips building an iovec array.
+    pub fn contiguous(&self) -> Option<&[u8]> {
+        match (self.chunks.len(), self.tail.is_empty()) {
+            (0, _) => Some(&self.tail),
+            (1, true) => self.chunks.front().map(|c| &c[..]),
+            _ => None,
+        }
+    }
+
     /// Fills `dst` with the queued chunks in order; returns how many slices were filled.
     pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
@@ -369,5 +379,10 @@ mod tests {
         assert_eq!(q.chunks.capacity(), 0);
         q.push_slice(b"again");
         assert_eq!(q.chunk(), b"again");
+        assert_eq!(q.contiguous(), Some(&b"again"[..]));
+        q.push_bytes(Bytes::from(vec![1u8; 300]));
+        assert_eq!(q.contiguous(), None, "two chunks need a vectored write");
+        q.consume(5);
+        assert_eq!(q.contiguous().map(<[u8]>::len), Some(300));
     }
 }

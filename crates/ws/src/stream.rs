@@ -162,9 +162,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
         while !self.conn.out().is_empty() {
             let n = {
                 let out = self.conn.out();
-                let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                let k = out.io_slices(&mut slices);
-                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..k]))?
+                if let Some(bytes) = out.contiguous() {
+                    // One slice (small frames): a plain write, no iovec array to fill.
+                    ready!(Pin::new(&mut self.io).poll_write(cx, bytes))?
+                } else {
+                    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                    let k = out.io_slices(&mut slices);
+                    ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..k]))?
+                }
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -243,7 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
                 return Poll::Pending;
             }
             // Room for the next read; inside a large frame, the read stops at the frame's end
-            // (see `Decoder::reserve_read`: no partial frame is ever compacted).
+            // (see `Decoder::reserve_read`: at most 64 bytes of a partial frame are ever moved).
             let max = (self.conn.decoder()).reserve_read(&mut self.rbuf, self.cfg.read_buffer_size);
             if self.rbuf.capacity() > 2 * self.cfg.read_buffer_size {
                 self.rbuf_grown = true;
