@@ -142,6 +142,7 @@ fn charts(results: &[Measurement]) -> Vec<crate::chart::Chart> {
                     (input.clone(), values)
                 })
                 .collect(),
+            lower_bounds: Vec::new(),
         });
     }
     out

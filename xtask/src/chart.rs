@@ -27,6 +27,8 @@ pub struct Chart {
     pub series: Vec<String>,
     /// Group label and one value per series (`None`: no result).
     pub groups: Vec<(String, Vec<Option<f64>>)>,
+    /// (group, series) of the values that are only lower bounds (drawn labelled "≥").
+    pub lower_bounds: Vec<(usize, usize)>,
 }
 
 impl Chart {
@@ -52,12 +54,17 @@ impl Chart {
         let _ = writeln!(out, "scale\t{scale}");
         let series: Vec<String> = self.series.iter().map(|s| clean(s)).collect();
         let _ = writeln!(out, "series\t{}", series.join("\t"));
-        for (label, values) in &self.groups {
+        for (gi, (label, values)) in self.groups.iter().enumerate() {
             let _ = write!(out, "group\t{}", clean(label));
-            for v in values {
+            for (si, v) in values.iter().enumerate() {
                 match v {
                     Some(v) if v.is_finite() => {
-                        let _ = write!(out, "\t{v}");
+                        let bound = if self.lower_bounds.contains(&(gi, si)) {
+                            ">"
+                        } else {
+                            ""
+                        };
+                        let _ = write!(out, "\t{bound}{v}");
                     }
                     _ => out.push_str("\t-"),
                 }
@@ -186,6 +193,7 @@ mod tests {
             y_label: "msgs/s".into(),
             series: vec!["switchboard".into(), "rabbitmq".into()],
             groups: vec![("topic\t1".into(), vec![Some(1000.0), None])],
+            lower_bounds: Vec::new(),
         };
         assert!(!c.log_scale());
         let s = c.spec("m; cmd; date");
@@ -198,6 +206,8 @@ mod tests {
             .push(("b".into(), vec![Some(10.0), Some(f64::NAN)]));
         assert!(c.log_scale()); // 1000 / 10 > 20
         assert!(c.spec("").ends_with("group\tb\t10\t-\n"));
+        c.lower_bounds.push((1, 0));
+        assert!(c.spec("").ends_with("group\tb\t>10\t-\n"));
     }
 
     #[test]

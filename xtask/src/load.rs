@@ -522,6 +522,7 @@ fn ws_charts(results: &[Row]) -> Vec<crate::chart::Chart> {
                     )
                 })
                 .collect(),
+            lower_bounds: Vec::new(),
         })
         .collect()
 }
@@ -1193,6 +1194,7 @@ fn stomp_charts(
                     )
                 })
                 .collect(),
+            lower_bounds: Vec::new(),
         })
         .collect()
 }
@@ -1202,6 +1204,8 @@ fn stomp_charts(
 struct OpenResult {
     offered_per_sec: f64,
     delivered_per_sec: f64,
+    /// Messages of the window that arrived (their latencies are the percentiles).
+    received: u64,
     lost: u64,
     p50_us: f64,
     p99_us: f64,
@@ -1225,6 +1229,7 @@ fn parse_open_result(output: &str) -> Option<OpenResult> {
         match k {
             "offered_per_sec" => r.offered_per_sec = v.parse().ok()?,
             "delivered_per_sec" => r.delivered_per_sec = v.parse().ok()?,
+            "received" => r.received = v.parse().ok()?,
             "lost" => r.lost = v.parse().ok()?,
             "p50_us" => r.p50_us = v.parse().ok()?,
             "p99_us" => r.p99_us = v.parse().ok()?,
@@ -1361,15 +1366,23 @@ fn render_open(
     let ours = c.brokers.first() == Some(&"switchboard");
     type Cell = fn(&OpenResult) -> String;
     let tables: [(&str, Cell); 3] = [
-        ("latency p50 / p99 / p99.9 / max, ms", |r| {
-            format!(
-                "{:.2} / {:.2} / {:.2} / {:.1}",
-                r.p50_us / 1000.0,
-                r.p99_us / 1000.0,
-                r.p999_us / 1000.0,
-                r.max_us / 1000.0
-            )
-        }),
+        (
+            "latency p50 / p99 / p99.9 / max, ms (≥: the broker fell behind and messages never \
+             arrived: the figures of those that did are a lower bound)",
+            |r| {
+                if r.received == 0 {
+                    return "no message arrived".into();
+                }
+                let bound = if r.lost > 0 { "≥ " } else { "" };
+                format!(
+                    "{bound}{:.2} / {:.2} / {:.2} / {:.1}",
+                    r.p50_us / 1000.0,
+                    r.p99_us / 1000.0,
+                    r.p999_us / 1000.0,
+                    r.max_us / 1000.0
+                )
+            },
+        ),
         (
             "delivered msgs/s (FAILED = under 95% of offered, or errors), lost messages",
             |r| {
@@ -1410,11 +1423,16 @@ fn render_open(
             let mut row = vec![rate_label(*rate)];
             for (i, r) in cells.iter().enumerate() {
                 row.push(match (r, &cells[0]) {
-                    (Some(r), Some(o)) if i > 0 && o.p99_us > 0.0 && o.p999_us > 0.0 => format!(
-                        "{:.1}x / {:.1}x",
-                        r.p99_us / o.p99_us,
-                        r.p999_us / o.p999_us
-                    ),
+                    (Some(r), Some(o))
+                        if i > 0 && o.ok && r.received > 0 && o.p99_us > 0.0 && o.p999_us > 0.0 =>
+                    {
+                        format!(
+                            "{}{:.1}x / {:.1}x",
+                            if r.lost > 0 { "≥ " } else { "" },
+                            r.p99_us / o.p99_us,
+                            r.p999_us / o.p999_us
+                        )
+                    }
                     (Some(_), Some(_)) if i == 0 => "1".into(),
                     _ => "-".into(),
                 });
@@ -1435,6 +1453,7 @@ fn open_chart(
     results: &[(f64, Vec<Option<OpenResult>>)],
 ) -> crate::chart::Chart {
     let mut groups = Vec::new();
+    let mut lower_bounds = Vec::new();
     type Q = fn(&OpenResult) -> f64;
     let quantiles: [(&str, Q); 3] = [
         ("p50", |r| r.p50_us),
@@ -1443,11 +1462,20 @@ fn open_chart(
     ];
     for (rate, cells) in results {
         for (q, get) in quantiles {
+            for (si, r) in cells.iter().enumerate() {
+                if r.as_ref().is_some_and(|r| r.lost > 0) {
+                    lower_bounds.push((groups.len(), si));
+                }
+            }
             groups.push((
                 format!("{} {q}", rate_label(*rate)),
                 cells
                     .iter()
-                    .map(|r| r.as_ref().map(|r| get(r) / 1000.0))
+                    .map(|r| {
+                        r.as_ref()
+                            .filter(|r| r.received > 0)
+                            .map(|r| get(r) / 1000.0)
+                    })
                     .collect(),
             ));
         }
@@ -1455,12 +1483,14 @@ fn open_chart(
     crate::chart::Chart {
         name: "load-stomp-open-loop".into(),
         title: format!(
-            "STOMP open loop: latency from intended send time, {} connections (lower is better)",
+            "STOMP open loop: latency from the intended send time, {} connections, 128 B (lower \
+             is better; ≥: messages lost, a lower bound)",
             c.conns
         ),
         y_label: "ms".into(),
         series: c.brokers.iter().map(|b| b.to_string()).collect(),
         groups,
+        lower_bounds,
     }
 }
 
@@ -1633,13 +1663,14 @@ mod tests {
     #[test]
     fn parses_open_loop_result_line() {
         let out = "stompload open: ...\nRESULT mode=open conns=1000 size=128 secs=5 \
-                   offered_per_sec=10000 sent_per_sec=10000 delivered_per_sec=9990 lost=3 \
+                   offered_per_sec=10000 sent_per_sec=10000 delivered_per_sec=9990 \
+                   received=49997 lost=3 \
                    p50_us=201.0 p99_us=4411.4 p999_us=6549.5 max_us=14573.6 \
                    gen_lag_p99_us=70.9 errors=0 ok=true\n";
         let r = parse_open_result(out).unwrap();
         assert_eq!(r.offered_per_sec, 10000.0);
         assert_eq!(r.delivered_per_sec, 9990.0);
-        assert_eq!((r.lost, r.errors, r.ok), (3, 0, true));
+        assert_eq!((r.received, r.lost, r.errors, r.ok), (49997, 3, 0, true));
         assert_eq!(r.p999_us, 6549.5);
         // A closed-loop line is not an open-loop result.
         assert!(parse_open_result("RESULT pubs=1 delivered_per_sec=5").is_none());

@@ -18,7 +18,8 @@
 //! ```
 //!
 //! One group of bars per `group` line (its label under it), one bar per series (a legend names
-//! them), each bar labelled with its value; `-` is a missing value (no bar, "n/a"). Text needs a
+//! them), each bar labelled with its value; `-` is a missing value (no bar, "n/a"), and a value
+//! written `>V` is a lower bound (the bar is drawn at `V`, labelled "≥V"). Text needs a
 //! TrueType font (`--font`, e.g. Debian's fonts-dejavu-core DejaVuSans.ttf); without one the
 //! chart is drawn without any text.
 
@@ -36,6 +37,8 @@ struct Spec {
     log: bool,
     series: Vec<String>,
     groups: Vec<(String, Vec<Option<f64>>)>,
+    /// (group, series) of the values that are lower bounds.
+    lower_bounds: Vec<(usize, usize)>,
 }
 
 fn parse(text: &str) -> Result<Spec> {
@@ -54,14 +57,24 @@ fn parse(text: &str) -> Result<Spec> {
             "series" => s.series = rest.iter().map(|x| x.to_string()).collect(),
             "group" => {
                 let (label, values) = rest.split_first().ok_or("group without a label")?;
+                let gi = s.groups.len();
                 let values = values
                     .iter()
-                    .map(|v| match *v {
+                    .enumerate()
+                    .map(|(si, v)| match *v {
                         "-" | "" => Ok(None),
-                        v => v
-                            .parse::<f64>()
-                            .map(|x| Some(x).filter(|x| x.is_finite()))
-                            .map_err(|_| format!("line {}: not a number: {v}", n + 1)),
+                        v => {
+                            let v = match v.strip_prefix('>') {
+                                Some(v) => {
+                                    s.lower_bounds.push((gi, si));
+                                    v
+                                }
+                                None => v,
+                            };
+                            v.parse::<f64>()
+                                .map(|x| Some(x).filter(|x| x.is_finite()))
+                                .map_err(|_| format!("line {}: not a number: {v}", n + 1))
+                        }
                     })
                     .collect::<std::result::Result<Vec<_>, _>>()?;
                 s.groups.push((label.to_string(), values));
@@ -192,7 +205,8 @@ fn draw(s: &Spec, out: &std::path::Path, text: bool) -> Result {
                         let (px, py) = match v.get(si).copied().flatten() {
                             Some(v) => {
                                 let (px, py) = chart.backend_coord(&(mid, v.max($lo)));
-                                let t = short(v);
+                                let bound = s.lower_bounds.contains(&(gi, si));
+                                let t = format!("{}{}", if bound { "≥" } else { "" }, short(v));
                                 (px - 3 * t.len() as i32, (py - 14, t))
                             }
                             None => {
@@ -268,11 +282,14 @@ mod tests {
 
     #[test]
     fn parses_a_spec() {
-        let s = parse("title\tT\nscale\tlog\nseries\ta\tb\ngroup\tg 1\t10\t-\n").unwrap();
+        let s = parse("title\tT\nscale\tlog\nseries\ta\tb\ngroup\tg 1\t10\t-\ngroup\th\t>5\t1\n")
+            .unwrap();
         assert_eq!(s.title, "T");
         assert!(s.log);
         assert_eq!(s.series, ["a", "b"]);
-        assert_eq!(s.groups, [("g 1".to_owned(), vec![Some(10.0), None])]);
+        assert_eq!(s.groups[0], ("g 1".to_owned(), vec![Some(10.0), None]));
+        assert_eq!(s.groups[1], ("h".to_owned(), vec![Some(5.0), Some(1.0)]));
+        assert_eq!(s.lower_bounds, [(1, 0)]);
         assert!(parse("series\ta\n").is_err());
         assert!(parse("series\ta\ngroup\tg\tx\n").is_err());
     }

@@ -997,7 +997,7 @@ async fn open_loop(a: OpenArgs) -> Result {
     }
     println!(
         "RESULT mode=open conns={} size={} secs={} offered_per_sec={offered:.0} \
-         sent_per_sec={:.0} delivered_per_sec={achieved:.0} lost={lost} p50_us={p50:.1} \
+         sent_per_sec={:.0} delivered_per_sec={achieved:.0} received={received} lost={lost} p50_us={p50:.1} \
          p99_us={p99:.1} p999_us={p999:.1} max_us={max:.1} gen_lag_p99_us={lag_p99:.1} \
          errors={} ok={ok}",
         pairs * 2,
