@@ -151,7 +151,7 @@ impl Shared {
                 id,
                 transport,
                 Framing::SockJs,
-                parts,
+                owned_parts(parts),
                 peer,
                 t,
             ));
@@ -187,7 +187,7 @@ impl Shared {
         id: &str,
         transport: Transport,
         framing: Framing,
-        parts: &http::request::Parts,
+        parts: http::request::Parts,
         peer: Option<SocketAddr>,
     ) -> Option<Arc<Cell>> {
         let cell = {
@@ -316,7 +316,7 @@ impl Cell {
         id: &str,
         transport: Transport,
         framing: Framing,
-        parts: &http::request::Parts,
+        parts: http::request::Parts,
         peer: Option<SocketAddr>,
         now: std::time::Instant,
     ) -> Cell {
@@ -327,7 +327,7 @@ impl Cell {
             id: id.into(),
             transport,
             peer,
-            parts: parts.clone(),
+            parts,
             inner: Mutex::new(Inner {
                 session,
                 receiver: None,
@@ -521,6 +521,41 @@ impl Cell {
         }
         self.endpoint.remove(self);
     }
+}
+
+/// The head of `req` (method, URI, version, headers; no extensions) as [`owned_parts`] copies
+/// it.
+pub(crate) fn request_head<B>(req: &http::Request<B>) -> http::request::Parts {
+    let mut p = http::Request::new(()).into_parts().0;
+    p.method = req.method().clone();
+    p.version = req.version();
+    copy_uri_and_headers(&mut p, req.uri(), req.headers());
+    p
+}
+
+fn copy_uri_and_headers(p: &mut http::request::Parts, uri: &http::Uri, map: &http::HeaderMap) {
+    p.uri = http::Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone());
+    let mut headers = http::HeaderMap::with_capacity(map.len());
+    for (name, value) in map {
+        let mut v =
+            http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        v.set_sensitive(value.is_sensitive());
+        headers.append(name.clone(), v);
+    }
+    p.headers = headers;
+}
+
+/// A copy of an opening request's head that shares no memory with the request. hyper's header
+/// values and URI are slices of its connection read buffer (8 KiB and up); a plain clone would
+/// keep that whole buffer alive for as long as the session lives, though the session only needs
+/// the few hundred bytes of its head. Values are copied into exactly-sized buffers instead.
+fn owned_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut p = http::Request::new(()).into_parts().0;
+    p.method = parts.method.clone();
+    p.version = parts.version;
+    copy_uri_and_headers(&mut p, &parts.uri, &parts.headers);
+    p.extensions = parts.extensions.clone();
+    p
 }
 
 /// The timer task of one HTTP session: heartbeats while a receiver is attached, the

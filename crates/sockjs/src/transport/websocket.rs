@@ -87,11 +87,8 @@ pub(crate) fn handle<B>(
         }
     }
     let on_upgrade = hyper::upgrade::on(&mut *req);
-    let mut parts = http::Request::new(()).into_parts().0;
-    parts.method = req.method().clone();
-    parts.uri = req.uri().clone();
-    parts.version = req.version();
-    parts.headers = req.headers().clone();
+    // The session's copy of the request head, sharing no memory with hyper's read buffer.
+    let parts = crate::endpoint::request_head(req);
     let framing = if transport == Transport::RawWebSocket {
         Framing::Raw
     } else {
@@ -104,19 +101,26 @@ pub(crate) fn handle<B>(
         session.to_owned()
     };
     let ep = ep.clone();
+    let deflate = accepted.deflate;
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let io = Lingering(Some(TokioIo::new(upgraded)));
-        let ws = WebSocketStream::from_raw(
-            io,
-            Role::Server,
-            stream_config,
-            accepted.deflate,
-            BytesMut::new(),
-        );
-        let Some(cell) = ep.open_ws(&id, transport, framing, &parts, peer) else {
+        // Everything the session does not need past its start (the endpoint handle, the id,
+        // the request head, now the session's) ends with this block, so the task, which lives
+        // as long as the session, does not carry it.
+        let (cell, ws) = {
+            let io = Lingering(Some(TokioIo::new(upgraded)));
+            let ws = WebSocketStream::from_raw(
+                io,
+                Role::Server,
+                stream_config,
+                deflate,
+                BytesMut::new(),
+            );
+            (ep.open_ws(&id, transport, framing, parts, peer), ws)
+        };
+        let Some(cell) = cell else {
             let mut ws = ws;
             let _ = ws
                 .close(CloseCode::TRY_AGAIN_LATER, "Too many sessions")
