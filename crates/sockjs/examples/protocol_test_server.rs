@@ -49,8 +49,20 @@ fn endpoints(response_limit: usize) -> Vec<SockJs> {
     ]
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+/// One CPU (e.g. pinned with `taskset -c 0`, as `cargo xtask load sockjs` runs it): a
+/// current-thread runtime, so no wake-up between a session's tasks goes through the
+/// multi-threaded scheduler's queues and atomics. More CPUs: one worker thread per CPU.
+fn main() -> std::io::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()?.block_on(serve())
+}
+
+async fn serve() -> std::io::Result<()> {
     let mut addr = "127.0.0.1:8081".to_owned();
     let mut response_limit = 4096;
     let mut args = std::env::args().skip(1);
