@@ -107,6 +107,30 @@ fn short(v: f64) -> String {
     format!("{x:.digits$}{suffix}")
 }
 
+/// About how wide a character of a group label is, in pixels (13 px DejaVu Sans).
+const LABEL_CHAR_PX: i32 = 7;
+
+/// A group's label on as many lines as it needs to fit `room` pixels, broken after commas
+/// (then spaces).
+fn label_lines(label: &str, room: i32) -> Vec<String> {
+    let fits = |s: &str| LABEL_CHAR_PX * s.chars().count() as i32 <= room * 95 / 100;
+    if fits(label) {
+        return vec![label.to_owned()];
+    }
+    let sep = if label.contains(", ") { ", " } else { " " };
+    let mut lines: Vec<String> = Vec::new();
+    for word in label.split(sep) {
+        match lines.last_mut() {
+            Some(last) if fits(&format!("{last}{sep}{word}")) => {
+                last.push_str(sep);
+                last.push_str(word);
+            }
+            _ => lines.push(word.to_owned()),
+        }
+    }
+    lines
+}
+
 const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -151,7 +175,7 @@ fn draw(s: &Spec, out: &std::path::Path, text: bool) -> Result {
     let mut builder = ChartBuilder::on(&area);
     builder.margin(12);
     if text {
-        builder.x_label_area_size(56).y_label_area_size(80);
+        builder.x_label_area_size(72).y_label_area_size(80);
     }
     let bars = s.series.len() as f64;
     let slot = 0.8 / bars;
@@ -217,12 +241,16 @@ fn draw(s: &Spec, out: &std::path::Path, text: bool) -> Result {
                         root.draw(&Text::new(py.1, (px, py.0), style.clone()))?;
                     }
                     let (px, py) = chart.backend_coord(&(gi as f64 + 0.5, $lo));
-                    let width = 7 * label.chars().count() as i32;
-                    root.draw(&Text::new(
-                        label.clone(),
-                        (px - width / 2, py + 8),
-                        ("sans-serif", 13).into_font().color(&BLACK),
-                    ))?;
+                    let room =
+                        chart.backend_coord(&(1.0, $lo)).0 - chart.backend_coord(&(0.0, $lo)).0;
+                    for (li, line) in label_lines(label, room).iter().enumerate() {
+                        let width = LABEL_CHAR_PX * line.chars().count() as i32;
+                        root.draw(&Text::new(
+                            line.clone(),
+                            (px - width / 2, py + 8 + 16 * li as i32),
+                            ("sans-serif", 13).into_font().color(&BLACK),
+                        ))?;
+                    }
                 }
             }
         }};
@@ -292,6 +320,15 @@ mod tests {
         assert_eq!(s.lower_bounds, [(1, 0)]);
         assert!(parse("series\ta\n").is_err());
         assert!(parse("series\ta\ngroup\tg\tx\n").is_err());
+    }
+
+    #[test]
+    fn long_labels_break_after_commas() {
+        assert_eq!(label_lines("a, b", 1000), ["a, b"]);
+        assert_eq!(
+            label_lines("queue 1 -> 1, 128 B, client-individual", 150),
+            ["queue 1 -> 1, 128 B", "client-individual"]
+        );
     }
 
     #[test]
