@@ -1483,8 +1483,7 @@ fn open_chart(
     crate::chart::Chart {
         name: "load-stomp-open-loop".into(),
         title: format!(
-            "STOMP open loop: latency from the intended send time, {} connections, 128 B (lower \
-             is better; ≥: messages lost, a lower bound)",
+            "STOMP open loop, {} connections, 128 B: latency from intended send (≥: lower bound)",
             c.conns
         ),
         y_label: "ms".into(),

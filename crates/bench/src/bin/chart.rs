@@ -101,8 +101,11 @@ fn short(v: f64) -> String {
         0
     } else if x.abs() >= 10.0 {
         1
-    } else {
+    } else if x.abs() >= 0.1 || x == 0.0 {
         2
+    } else {
+        // Two significant digits for small values (CPU seconds per message...).
+        (-x.abs().log10().floor()) as usize + 1
     };
     format!("{x:.digits$}{suffix}")
 }
@@ -163,7 +166,7 @@ fn draw(s: &Spec, out: &std::path::Path, text: bool) -> Result {
         top.draw(&Text::new(
             s.title.clone(),
             (12, 6),
-            ("sans-serif", 22).into_font().color(&BLACK),
+            ("sans-serif", 20).into_font().color(&BLACK),
         ))?;
         top.draw(&Text::new(
             s.subtitle.clone(),
@@ -257,13 +260,14 @@ fn draw(s: &Spec, out: &std::path::Path, text: bool) -> Result {
     }
     if s.log && min_pos.is_finite() {
         let lo = 10f64.powf(min_pos.log10().floor());
-        let hi = 10f64.powf((max * 1.5).log10().ceil());
+        // A decade of headroom above the tallest bar, for its label and the legend.
+        let hi = 10f64.powf((max * 1.5).log10().ceil() + 1.0);
         body!(
             builder.build_cartesian_2d(0.0..n, (lo..hi).log_scale())?,
             lo
         )
     } else {
-        body!(builder.build_cartesian_2d(0.0..n, 0.0..max * 1.15)?, 0.0)
+        body!(builder.build_cartesian_2d(0.0..n, 0.0..max * 1.4)?, 0.0)
     }
     root.present()?;
     Ok(())
@@ -337,5 +341,7 @@ mod tests {
         assert_eq!(short(33_122.0), "33.1k");
         assert_eq!(short(4.41), "4.41");
         assert_eq!(short(250.0), "250");
+        assert_eq!(short(0.0007), "0.00070");
+        assert_eq!(short(0.0299), "0.030");
     }
 }
