@@ -787,6 +787,25 @@ mod tests {
     }
 
     #[test]
+    fn one_chart_per_group() {
+        let theirs = parse_measurement(BENCH, EST).unwrap();
+        let ours = Measurement {
+            function: OURS.to_owned(),
+            ns: theirs.ns / 2.0,
+            ..theirs.clone()
+        };
+        let charts = charts(&[theirs.clone(), ours]);
+        assert_eq!(charts.len(), 1);
+        let c = &charts[0];
+        assert_eq!(c.name, format!("bench-{}", theirs.group.replace('/', "_")));
+        assert_eq!(c.series[0], OURS); // ours first, as in the tables
+        assert_eq!(c.groups.len(), 1);
+        let v = &c.groups[0].1;
+        // Twice as fast = twice the throughput.
+        assert!((v[0].unwrap() / v[1].unwrap() - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn ratio_and_order() {
         let theirs = parse_measurement(BENCH, EST).unwrap();
         let ours = Measurement {

@@ -1,11 +1,12 @@
 //! PNG charts of the comparisons (`cargo xtask load ... --compare`, `cargo xtask bench`): one
 //! grouped bar chart per table, under `target/xtask/charts/`.
 //!
-//! xtask only writes the data (a small tab-separated spec next to the PNG, `*.tsv`); the
-//! `chart` binary of crates/bench draws it with plotters, so xtask itself stays free of drawing
-//! dependencies. Text is set in DejaVu Sans from Debian's `fonts-dejavu-core` (installed with
+//! xtask writes the data as a small tab-separated spec next to each PNG (`*.tsv`) and draws it
+//! with plotters (`draw.rs`). Text is set in DejaVu Sans from Debian's `fonts-dejavu-core` (installed with
 //! apt when missing and xtask runs as root); without the font the chart is drawn without text,
 //! and xtask says so. Every chart's subtitle names the machine, the command and the date.
+
+mod draw;
 
 use crate::Result;
 use std::fmt::Write as _;
@@ -43,7 +44,7 @@ impl Chart {
         hi > 0.0 && hi / lo > 20.0
     }
 
-    /// The spec the `chart` binary reads (see crates/bench/src/bin/chart.rs).
+    /// The spec [`draw::render`] reads (the format is in draw.rs).
     pub fn spec(&self, subtitle: &str) -> String {
         let clean = |s: &str| s.replace(['\t', '\n'], " ");
         let mut out = String::new();
@@ -130,21 +131,12 @@ fn font() -> Option<&'static str> {
     Path::new(FONT).exists().then_some(FONT)
 }
 
-/// Builds the `chart` binary, writes each chart's spec and draws it; returns the PNG paths.
-/// `command` is what produced the figures (it goes into every subtitle with machine and date).
+/// Writes each chart's spec and draws it; returns the PNG paths. `command` is what produced
+/// the figures (it goes into every subtitle with machine and date).
 pub fn draw_all(charts: &[Chart], command: &str) -> Result<Vec<PathBuf>> {
     if charts.is_empty() {
         return Ok(Vec::new());
     }
-    crate::exec(crate::cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "switchboard-bench",
-        "--bin",
-        "chart",
-    ]))?;
-    let bin = crate::load::target_dir().join("release/chart");
     let dir = dir();
     std::fs::create_dir_all(&dir)?;
     let font = font();
@@ -159,20 +151,8 @@ pub fn draw_all(charts: &[Chart], command: &str) -> Result<Vec<PathBuf>> {
         let spec = dir.join(format!("{}.tsv", c.name));
         let png = dir.join(format!("{}.png", c.name));
         std::fs::write(&spec, c.spec(&subtitle))?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg(&spec).arg(&png);
-        if let Some(f) = font {
-            cmd.args(["--font", f]);
-        }
-        let out = cmd.output()?;
-        if !out.status.success() {
-            return Err(format!(
-                "drawing {} failed: {}",
-                png.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-            .into());
-        }
+        draw::render(&c.spec(&subtitle), &png, font)
+            .map_err(|e| format!("drawing {} failed: {e}", png.display()))?;
         written.push(png);
     }
     for p in &written {

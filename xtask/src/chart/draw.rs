@@ -1,12 +1,7 @@
-//! Draws one grouped bar chart as a PNG, for `cargo xtask load ... --compare` and
-//! `cargo xtask bench` (xtask writes the data, this binary draws it, so xtask itself needs no
-//! drawing dependency).
+//! Draws one grouped bar chart as a PNG with plotters (bitmap backend, text through ab_glyph).
 //!
-//! ```text
-//! chart SPEC.tsv OUT.png [--font FILE.ttf]
-//! ```
-//!
-//! `SPEC.tsv` has one tab-separated record per line (`<TAB>` below is one tab character):
+//! The chart is described by a small spec, one tab-separated record per line (`<TAB>` below is
+//! one tab character); xtask writes it next to the PNG, so the figures stay readable as text:
 //!
 //! ```text
 //! title <TAB> delivered msgs/s
@@ -20,13 +15,13 @@
 //! One group of bars per `group` line (its label under it), one bar per series (a legend names
 //! them), each bar labelled with its value; `-` is a missing value (no bar, "n/a"), and a value
 //! written `>V` is a lower bound (the bar is drawn at `V`, labelled "≥V"). Text needs a
-//! TrueType font (`--font`, e.g. Debian's fonts-dejavu-core DejaVuSans.ttf); without one the
-//! chart is drawn without any text.
+//! TrueType font; without one the chart is drawn without any text.
+//!
+//! plotters lives in xtask, not in crates/bench: there its `ab_glyph` feature would unify into
+//! criterion's plotters, whose SVG reports then fail for want of a registered font.
 
+use crate::Result;
 use plotters::prelude::*;
-use std::error::Error;
-
-type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
 
 /// What to draw.
 #[derive(Debug, Default)]
@@ -273,39 +268,27 @@ fn draw(s: &Spec, out: &std::path::Path, text: bool) -> Result {
     Ok(())
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let run = || -> Result {
-        let (mut spec, mut out, mut font) = (None, None, None);
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--font" => font = Some(it.next().ok_or("--font needs a file")?.clone()),
-                _ if spec.is_none() => spec = Some(a.clone()),
-                _ if out.is_none() => out = Some(a.clone()),
-                _ => return Err(format!("unexpected argument `{a}`").into()),
-            }
-        }
-        let (Some(spec), Some(out)) = (spec, out) else {
-            return Err("usage: chart SPEC.tsv OUT.png [--font FILE.ttf]".into());
-        };
-        let s = parse(&std::fs::read_to_string(&spec)?)?;
-        let text = match font {
-            Some(f) => {
-                // plotters keeps the font for the whole process: leaking it once is the API.
-                let bytes: &'static [u8] = Box::leak(std::fs::read(&f)?.into_boxed_slice());
-                plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-                    .map_err(|_| format!("{f}: not a usable TrueType font"))?;
-                true
-            }
-            None => false,
-        };
-        draw(&s, std::path::Path::new(&out), text)
-    };
-    if let Err(e) = run() {
-        eprintln!("chart: {e}");
-        std::process::exit(2);
+/// Registers `font` (once per process) as plotters' "sans-serif".
+fn register_font(font: &str) -> Result<bool> {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if let Some(ok) = REGISTERED.get() {
+        return Ok(*ok);
     }
+    // plotters keeps the font for the whole process: leaking it once is its API.
+    let bytes: &'static [u8] = Box::leak(std::fs::read(font)?.into_boxed_slice());
+    let ok = plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok();
+    Ok(*REGISTERED.get_or_init(|| ok))
+}
+
+/// Draws the chart `spec` (the format above) into the PNG file `out`, with text set in `font`
+/// (a TrueType file) or without text.
+pub fn render(spec: &str, out: &std::path::Path, font: Option<&str>) -> Result {
+    let s = parse(spec)?;
+    let text = match font {
+        Some(f) => register_font(f)?,
+        None => false,
+    };
+    draw(&s, out, text)
 }
 
 #[cfg(test)]
