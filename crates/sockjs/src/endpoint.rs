@@ -606,3 +606,43 @@ async fn drive_timers(cell: Arc<Cell>) {
     .await;
     cell.endpoint.remove(&cell);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// The stored request head equals the request's, and none of it points into the buffer the
+    /// request was parsed from (which would keep that whole buffer alive with the session).
+    #[test]
+    fn request_head_is_a_copy_that_shares_no_buffer() {
+        let wire = Bytes::from(vec![b'x'; 8192]);
+        let mut buf = wire.to_vec();
+        buf[..9].copy_from_slice(b"websocket");
+        buf[9..12].copy_from_slice(b"abc");
+        let wire = Bytes::from(buf);
+        let upgrade = http::HeaderValue::from_maybe_shared(wire.slice(0..9)).unwrap();
+        let custom = http::HeaderValue::from_maybe_shared(wire.slice(9..12)).unwrap();
+        let mut sensitive = http::HeaderValue::from_static("Bearer t");
+        sensitive.set_sensitive(true);
+        let req = http::Request::get("/echo/000/abc/websocket?x=1")
+            .header(http::header::UPGRADE, upgrade)
+            .header("x-custom", custom)
+            .header(http::header::AUTHORIZATION, sensitive)
+            .body(())
+            .unwrap();
+        let inside = |p: *const u8| wire.as_ptr_range().contains(&p);
+        assert!(inside(req.headers()["upgrade"].as_bytes().as_ptr()));
+        let head = request_head(&req);
+        let (parts, ()) = req.into_parts();
+        for h in [&head, &owned_parts(&parts)] {
+            assert_eq!(h.method, http::Method::GET);
+            assert_eq!(h.uri, "/echo/000/abc/websocket?x=1");
+            assert_eq!(h.headers, parts.headers);
+            assert!(h.headers["authorization"].is_sensitive());
+            for v in h.headers.values() {
+                assert!(!inside(v.as_bytes().as_ptr()));
+            }
+        }
+    }
+}
