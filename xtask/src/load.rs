@@ -83,7 +83,7 @@ usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rat
        cargo xtask load stomp --compare --open-loop [--rates 10000,50000] [--conns 1000]
                                         [--secs S] [--warmup W] [--only ...] [--markdown]
        cargo xtask load idle [--conns N]
-       cargo xtask load sockjs --compare [--secs S] [--warmup W] [--rounds R] [--sizes 16,1024]
+       cargo xtask load sockjs --compare [--secs S] [--warmup W] [--rounds R] [--sizes 16,1024] [--windows 1,16]
                                          [--sessions-list 1,100] [--transports websocket,xhr-streaming]
        cargo xtask load sockjs --idle [--idle-sessions N]";
 

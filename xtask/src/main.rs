@@ -39,7 +39,7 @@ tasks:
   load stomp [--compare] | load idle
                              STOMP broker load (stompload); --compare: vs RabbitMQ and ActiveMQ
   load sockjs --compare | --idle
-                             SockJS echo vs sockjs-node (websocket, xhr-streaming; msgs/s, p99),
+                             SockJS echo vs sockjs-node (websocket, xhr-streaming; msgs/s, p99; --windows 1,16),
                              memory per idle SockJS session (sockjsload)
 ";
 
