@@ -128,11 +128,15 @@ struct SockJsSink<'a> {
 
 impl FrameSink for SockJsSink<'_> {
     fn push_frame(&mut self, f: &EncodedFrame) {
-        let bytes = f.to_bytes();
-        match std::str::from_utf8(&bytes) {
+        // One copy: the frame's chunks straight into the message's own buffer.
+        let mut bytes = Vec::with_capacity(f.len());
+        for c in f.chunks() {
+            bytes.extend_from_slice(c);
+        }
+        match String::from_utf8(bytes) {
             // Fails only once the session is closed; the loop sees that through `recv`.
             Ok(text) => {
-                let _ = self.conn.send(text.to_owned());
+                let _ = self.conn.send(text);
             }
             Err(_) => self.not_text = true,
         }
