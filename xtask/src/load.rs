@@ -295,6 +295,29 @@ struct CompareArgs {
     markdown: bool,
 }
 
+/// The entries of `known` named in the comma-separated `list`, in `known`'s order; an unknown
+/// name is an error naming `flag`.
+pub(crate) fn select_known(
+    flag: &str,
+    what: &str,
+    list: &str,
+    known: &[&'static str],
+) -> Result<Vec<&'static str>> {
+    let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
+    if let Some(bad) = wanted.iter().find(|w| !known.contains(w)) {
+        return Err(format!(
+            "{flag}: unknown {what} `{bad}` (known: {})",
+            known.join(",")
+        )
+        .into());
+    }
+    Ok(known
+        .iter()
+        .copied()
+        .filter(|k| wanted.contains(k))
+        .collect())
+}
+
 fn parse_list(s: &str) -> Result<Vec<usize>> {
     s.split(',')
         .map(|x| {
@@ -792,21 +815,7 @@ fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
                     .collect()
             }
             "--conns" => c.conns = value()?.parse()?,
-            "--only" => {
-                let wanted: Vec<&str> = value()?.split(',').map(str::trim).collect();
-                if let Some(bad) = wanted.iter().find(|w| !BROKERS.contains(w)) {
-                    return Err(format!(
-                        "--only: unknown broker `{bad}` (known: {})",
-                        BROKERS.join(",")
-                    )
-                    .into());
-                }
-                c.brokers = BROKERS
-                    .iter()
-                    .copied()
-                    .filter(|b| wanted.contains(b))
-                    .collect();
-            }
+            "--only" => c.brokers = select_known("--only", "broker", value()?, BROKERS)?,
             other => return Err(format!("unexpected argument `{other}`\n{USAGE}").into()),
         }
     }

@@ -124,19 +124,8 @@ fn parse_args(args: &[String]) -> Result<Args> {
             "--windows" | "--window" => a.windows = super::parse_list(value()?)?,
             "--idle-sessions" => a.idle_sessions = value()?.parse()?,
             "--transports" => {
-                let wanted: Vec<&str> = value()?.split(',').map(str::trim).collect();
-                if let Some(bad) = wanted.iter().find(|w| !TRANSPORTS.contains(w)) {
-                    return Err(format!(
-                        "--transports: unknown transport `{bad}` (known: {})",
-                        TRANSPORTS.join(",")
-                    )
-                    .into());
-                }
-                a.transports = TRANSPORTS
-                    .iter()
-                    .copied()
-                    .filter(|t| wanted.contains(t))
-                    .collect();
+                a.transports =
+                    super::select_known("--transports", "transport", value()?, TRANSPORTS)?
             }
             other => return Err(format!("unexpected argument `{other}`\n{USAGE}").into()),
         }
