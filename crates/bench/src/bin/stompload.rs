@@ -4,7 +4,7 @@
 //! ```text
 //! stompload [--pubs P] [--subs S] [--size BYTES] [--secs S] [--warmup W] [--dest DEST]
 //!           [--window K] [--login L] [--passcode P] [--threads T] [--ack auto|client-individual]
-//!           HOST:PORT
+//!           HOST:PORT[,HOST:PORT...]
 //! stompload open [--rate R] [--conns N] [--size BYTES] [--secs S] [--warmup W] [--prefix P]
 //!                [--login L] [--passcode P] [--threads T] HOST:PORT
 //! stompload idle --conns N --pid PID [--ws] ADDR
@@ -21,7 +21,9 @@
 //! slow-consumer policy drops subscribers that fall behind. Each body starts with its send time,
 //! so subscribers measure end-to-end latency. Only messages received after the `W`-second warm-up
 //! and within the measured `S` seconds count. `--ack client-individual` makes the subscribers
-//! ACK every MESSAGE on its own (`auto`, the default, acknowledges nothing).
+//! ACK every MESSAGE on its own (`auto`, the default, acknowledges nothing). Several
+//! comma-separated addresses (the nodes of a switchboard cluster) spread the connections round
+//! robin: subscriber `i` and publisher `j` connect to addresses `i % n` and `j % n`.
 //!
 //! **Open-loop latency** (`open`): `N` connections (default 1000) in `N/2` pairs, one publisher
 //! and one subscriber per topic `PREFIX.i` (default `/topic/open.i`): many small rooms, every
@@ -70,7 +72,7 @@ const STAMP: usize = 8;
 
 const USAGE: &str = "usage: stompload [--pubs P] [--subs S] [--size BYTES] [--secs S] [--warmup W] \
 [--dest DEST] [--window K] [--login L] [--passcode P] [--threads T] \
-[--ack auto|client-individual] HOST:PORT\n       \
+[--ack auto|client-individual] HOST:PORT[,HOST:PORT...]\n       \
 stompload open [--rate R] [--conns N] [--size BYTES] [--secs S] [--warmup W] [--prefix P] \
 [--login L] [--passcode P] [--threads T] HOST:PORT\n       \
 stompload idle --conns N --pid PID [--ws] ADDR";
@@ -175,8 +177,8 @@ fn parse_args(argv: &[String]) -> Result<Args> {
             s => a.addr = s.to_owned(),
         }
     }
-    if a.addr.is_empty() {
-        return Err(format!("missing HOST:PORT\n{USAGE}").into());
+    if a.addr.is_empty() || a.addr.split(',').any(str::is_empty) {
+        return Err(format!("missing HOST:PORT (or an empty one in a list)\n{USAGE}").into());
     }
     if a.pubs == 0 || a.subs == 0 || a.threads == 0 {
         return Err("--pubs, --subs and --threads must be at least 1".into());
@@ -467,6 +469,13 @@ async fn publisher(
     None
 }
 
+/// Address `i % n` of the `n` comma-separated addresses in `addrs` (one node of a cluster per
+/// connection, round robin).
+fn node(addrs: &str, i: usize) -> &str {
+    let n = addrs.split(',').count();
+    addrs.split(',').nth(i % n).unwrap_or(addrs)
+}
+
 async fn throughput(a: Args) -> Result {
     let a = Arc::new(a);
     let login = a.login.as_deref();
@@ -474,7 +483,7 @@ async fn throughput(a: Args) -> Result {
     // Subscribers first, each subscription confirmed, so no message is sent before all listen.
     let mut subs = Vec::with_capacity(a.subs);
     for i in 0..a.subs {
-        let mut c = Conn::open(&a.addr, login, passcode).await?;
+        let mut c = Conn::open(node(&a.addr, i), login, passcode).await?;
         c.send(
             &Frame::new(Command::Subscribe)
                 .header("id", "0")
@@ -490,8 +499,8 @@ async fn throughput(a: Args) -> Result {
         subs.push(c);
     }
     let mut pubs = Vec::with_capacity(a.pubs);
-    for _ in 0..a.pubs {
-        pubs.push(Conn::open(&a.addr, login, passcode).await?);
+    for j in 0..a.pubs {
+        pubs.push(Conn::open(node(&a.addr, j), login, passcode).await?);
     }
     let epoch = Instant::now();
     let measure_from = epoch + Duration::from_secs_f64(a.warmup);
@@ -1159,4 +1168,20 @@ fn main() {
 fn exit_with(e: Error) -> ! {
     eprintln!("stompload: {e}");
     std::process::exit(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_spread_over_the_nodes_round_robin() {
+        assert_eq!(node("a:1", 3), "a:1");
+        let nodes: Vec<&str> = (0..4).map(|i| node("a:1,b:2,c:3", i)).collect();
+        assert_eq!(nodes, ["a:1", "b:2", "c:3", "a:1"]);
+        let args = |addr: &str| parse_args(&[addr.to_owned()]);
+        assert!(args("a:1,b:2").is_ok());
+        assert!(args("a:1,,b:2").is_err());
+        assert!(args("a:1,").is_err());
+    }
 }
