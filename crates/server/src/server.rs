@@ -364,6 +364,12 @@ impl Server {
         })
     }
 
+    /// The state every task shares, for unit tests that build a connection task.
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// The broker, e.g. to publish from outside any session (`broker().publish(...)`).
     pub fn broker(&self) -> &Broker {
         &self.shared.broker
