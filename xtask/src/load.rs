@@ -5,7 +5,9 @@
 //! ```text
 //! cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rate R] [--threads T] URL
 //! cargo xtask load ws --compare [--secs S] [--warmup W] [--sizes 16,125,65536]
-//!                               [--conns-list 1,10,100] [--threads T] [--markdown]
+//!                               [--conns-list 1,10,100] [--threads T] [--rounds R]
+//!                               [--baseline PATH] [--markdown]
+//! cargo xtask load ws --icount [...]   (see load/ws_icount.rs)
 //! cargo xtask load stomp [stompload flags] [HOST:PORT]
 //! cargo xtask load stomp --compare [--secs S] [--warmup W] [--sizes 128,16384]
 //!                                  [--only switchboard,rabbitmq,activemq] [--markdown]
@@ -54,7 +56,11 @@
 //! tokio-websockets, fastwebsockets) on free loopback ports, runs the size × connections matrix
 //! against each (one server at a time; the others sit idle), prints msgs/s and p99 with the
 //! ratio switchboard / peer, and kills every server at the end (also on error). Deflate is off:
-//! `wsload` never offers it.
+//! `wsload` never offers it. The servers run pinned to CPU 0 and `wsload` to CPU 1 (`taskset`;
+//! each tokio server then runs one worker thread), `--rounds R` runs the whole matrix R times
+//! and shows each cell's median, `--baseline PATH` adds another build of the `echo_server`
+//! example as a `baseline` server (before/after in one run), and the load average after each
+//! round is printed under the tables.
 //!
 //! Beside msgs/s it reports each server's CPU time per round trip (user + system, from
 //! `/proc/PID/stat`, over the whole run divided by every round trip including warm-up): on a
@@ -63,6 +69,7 @@
 //! message says how much work the server does for each one.
 
 mod sockjs;
+mod ws_icount;
 
 use crate::Result;
 use crate::process::Process;
@@ -74,7 +81,10 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rate R] [--threads T] URL
        cargo xtask load ws --compare [--secs S] [--warmup W] [--sizes 16,125,65536]
-                                     [--conns-list 1,10,100] [--threads T] [--markdown]
+                                     [--conns-list 1,10,100] [--threads T] [--rounds R]
+                                     [--baseline PATH] [--markdown]
+       cargo xtask load ws --icount [--points 16x10,125x100,65536x10] [--short 1] [--long 4]
+                                    [--only ...] [--baseline PATH] [--markdown]
        cargo xtask load stomp [--pubs P] [--subs S] [--size B] [--secs S] [--warmup W] [--dest D]
                               [--window K] [--login L] [--passcode P] [--threads T]
                               [--ack auto|client-individual] [HOST:PORT]
@@ -98,7 +108,9 @@ const SERVERS: &[&str] = &[
 pub fn run(args: &[String]) -> Result {
     match args.split_first() {
         Some((what, rest)) if what == "ws" => {
-            if rest.iter().any(|a| a == "--compare") {
+            if rest.iter().any(|a| a == "--icount") {
+                ws_icount::run(rest)
+            } else if rest.iter().any(|a| a == "--compare") {
                 compare(rest)
             } else {
                 single(rest)
@@ -293,6 +305,10 @@ struct CompareArgs {
     conns: Vec<usize>,
     threads: usize,
     markdown: bool,
+    /// Times the whole matrix runs; each cell shows its median run.
+    rounds: usize,
+    /// Another build of the `echo_server` example, run as an extra `baseline` server.
+    baseline: Option<PathBuf>,
 }
 
 /// The entries of `known` named in the comma-separated `list`, in `known`'s order; an unknown
@@ -336,6 +352,8 @@ fn parse_compare(args: &[String]) -> Result<CompareArgs> {
         conns: vec![1, 10, 100],
         threads: 1,
         markdown: false,
+        rounds: 1,
+        baseline: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -351,10 +369,35 @@ fn parse_compare(args: &[String]) -> Result<CompareArgs> {
             "--threads" => c.threads = value()?.parse()?,
             "--sizes" => c.sizes = parse_list(value()?)?,
             "--conns-list" => c.conns = parse_list(value()?)?,
+            "--rounds" => c.rounds = value()?.parse()?,
+            "--baseline" => c.baseline = Some(PathBuf::from(value()?)),
             other => return Err(format!("unexpected argument `{other}`\n{USAGE}").into()),
         }
     }
+    if !(1..=20).contains(&c.rounds) {
+        return Err("--rounds must be in 1..=20".into());
+    }
     Ok(c)
+}
+
+/// The median of each figure over the rounds of one cell (`None` if every round failed).
+fn median_result(runs: &[Option<LoadResult>]) -> Option<LoadResult> {
+    let ok: Vec<&LoadResult> = runs.iter().flatten().collect();
+    if ok.is_empty() {
+        return None;
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let cpu: Vec<f64> = ok.iter().filter_map(|r| r.cpu_us_per_msg).collect();
+    Some(LoadResult {
+        msgs_per_sec: median(ok.iter().map(|r| r.msgs_per_sec).collect()),
+        p99_us: median(ok.iter().map(|r| r.p99_us).collect()),
+        errors: ok.iter().map(|r| r.errors).sum(),
+        all_msgs: median(ok.iter().map(|r| r.all_msgs as f64).collect()) as u64,
+        cpu_us_per_msg: (!cpu.is_empty()).then(|| median(cpu)),
+    })
 }
 
 /// A loopback port nobody listens on right now.
@@ -414,20 +457,30 @@ fn compare(args: &[String]) -> Result {
     let logs = crate::xtask_dir().join("load");
     std::fs::create_dir_all(&logs)?;
 
-    // Start every server; `Process` kills each (and its process group) when dropped.
+    // Start every server, pinned to CPU 0 (`wsload` runs on CPU 1); `Process` kills each (and
+    // its process group) when dropped.
+    let pin = Pin::detect();
+    let mut names: Vec<&'static str> = Vec::new();
+    if c.baseline.is_some() {
+        names.push("baseline");
+    }
+    names.extend_from_slice(SERVERS);
     let mut servers: Vec<(&str, u16, Process)> = Vec::new();
-    for &name in SERVERS {
+    for &name in &names {
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
-        let mut cmd = if name == "switchboard" {
-            let mut cmd = Command::new(release.join("examples/echo_server"));
-            cmd.arg(&addr);
-            cmd
-        } else {
-            let mut cmd = Command::new(release.join("peer_echo"));
-            cmd.args(["--lib", name, &addr]);
-            cmd
+        let mut cmd = match (name, &c.baseline) {
+            ("baseline", Some(b)) => pin.command(Pin::SERVER_CPU, b),
+            ("switchboard", _) => {
+                pin.command(Pin::SERVER_CPU, release.join("examples/echo_server"))
+            }
+            _ => {
+                let mut cmd = pin.command(Pin::SERVER_CPU, release.join("peer_echo"));
+                cmd.args(["--lib", name]);
+                cmd
+            }
         };
+        cmd.arg(&addr);
         let mut p = Process::spawn(
             name_static(name),
             &mut cmd,
@@ -438,76 +491,116 @@ fn compare(args: &[String]) -> Result {
     }
 
     let wsload = release.join("wsload");
-    let mut results: Vec<Row> = Vec::new();
-    for &size in &c.sizes {
-        for &conns in &c.conns {
-            let mut row = Vec::new();
-            for (name, port, server) in servers.iter_mut() {
-                server.ensure_running()?;
-                let args: Vec<String> = vec![
-                    "--conns".into(),
-                    conns.to_string(),
-                    "--size".into(),
-                    size.to_string(),
-                    "--secs".into(),
-                    c.secs.to_string(),
-                    "--warmup".into(),
-                    c.warmup.to_string(),
-                    "--threads".into(),
-                    c.threads.to_string(),
-                    format!("ws://127.0.0.1:{port}/"),
-                ];
-                let log = logs.join(format!("wsload-{name}-{size}-{conns}.log"));
-                let pid = find_pid(&format!("127.0.0.1:{port}"));
-                let cpu_before = pid.and_then(cpu_seconds);
-                let mut p = Process::spawn("wsload", Command::new(&wsload).args(&args), &log)?;
-                let ok = p.wait(wsload_budget(&args));
-                drop(p);
-                let cpu = cpu_before
-                    .zip(pid.and_then(cpu_seconds))
-                    .map(|(a, b)| b - a);
-                let out = std::fs::read_to_string(&log).unwrap_or_default();
-                let r = parse_result(&out).map(|mut r| {
-                    r.cpu_us_per_msg = cpu
-                        .filter(|_| r.all_msgs > 0)
-                        .map(|c| c * 1e6 / r.all_msgs as f64);
-                    r
-                });
-                match (&ok, &r) {
-                    (Ok(()), Some(r)) => eprintln!(
-                        "xtask load: {name:<16} {size:>6} B x {conns:>3} conns: {:>9.0} msgs/s  p99 {:>8.1} µs  server CPU {} µs/msg{}",
-                        r.msgs_per_sec,
-                        r.p99_us,
-                        r.cpu_us_per_msg
-                            .map_or("?".to_owned(), |c| format!("{c:.1}")),
-                        if r.errors > 0 {
-                            format!("  ({} errors)", r.errors)
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    _ => eprintln!(
-                        "xtask load: {name} {size} B x {conns}: failed: {}",
-                        ok.err()
-                            .map(|e| e.to_string())
-                            .unwrap_or_else(|| "no RESULT line".into())
-                    ),
+    // (size, conns, [server][round])
+    type Runs = Vec<Vec<Option<LoadResult>>>;
+    let mut runs: Vec<(usize, usize, Runs)> = Vec::new();
+    let mut loadavg = Vec::new();
+    for round in 0..c.rounds {
+        let mut cell = 0;
+        for &size in &c.sizes {
+            for &conns in &c.conns {
+                if round == 0 {
+                    runs.push((size, conns, vec![Vec::new(); servers.len()]));
                 }
-                row.push(r);
+                for (si, (name, port, server)) in servers.iter_mut().enumerate() {
+                    server.ensure_running()?;
+                    let args: Vec<String> = vec![
+                        "--conns".into(),
+                        conns.to_string(),
+                        "--size".into(),
+                        size.to_string(),
+                        "--secs".into(),
+                        c.secs.to_string(),
+                        "--warmup".into(),
+                        c.warmup.to_string(),
+                        "--threads".into(),
+                        c.threads.to_string(),
+                        format!("ws://127.0.0.1:{port}/"),
+                    ];
+                    let log = logs.join(format!("wsload-{name}-{size}-{conns}.log"));
+                    let pid = find_pid(&format!("127.0.0.1:{port}"));
+                    let cpu_before = pid.and_then(cpu_seconds);
+                    let mut p = Process::spawn(
+                        "wsload",
+                        pin.command(Pin::CLIENT_CPU, &wsload).args(&args),
+                        &log,
+                    )?;
+                    let ok = p.wait(wsload_budget(&args));
+                    drop(p);
+                    let cpu = cpu_before
+                        .zip(pid.and_then(cpu_seconds))
+                        .map(|(a, b)| b - a);
+                    let out = std::fs::read_to_string(&log).unwrap_or_default();
+                    let r = parse_result(&out).map(|mut r| {
+                        r.cpu_us_per_msg = cpu
+                            .filter(|_| r.all_msgs > 0)
+                            .map(|c| c * 1e6 / r.all_msgs as f64);
+                        r
+                    });
+                    match (&ok, &r) {
+                        (Ok(()), Some(r)) => eprintln!(
+                            "xtask load: round {} {name:<16} {size:>6} B x {conns:>3} conns: {:>9.0} msgs/s  p99 {:>8.1} µs  server CPU {} µs/msg{}",
+                            round + 1,
+                            r.msgs_per_sec,
+                            r.p99_us,
+                            r.cpu_us_per_msg
+                                .map_or("?".to_owned(), |c| format!("{c:.1}")),
+                            if r.errors > 0 {
+                                format!("  ({} errors)", r.errors)
+                            } else {
+                                String::new()
+                            }
+                        ),
+                        _ => eprintln!(
+                            "xtask load: {name} {size} B x {conns}: failed: {}",
+                            ok.err()
+                                .map(|e| e.to_string())
+                                .unwrap_or_else(|| "no RESULT line".into())
+                        ),
+                    }
+                    runs[cell].2[si].push(r);
+                }
+                cell += 1;
             }
-            results.push((size, conns, row));
         }
+        loadavg.push(std::fs::read_to_string("/proc/loadavg").unwrap_or_default());
     }
     // Stop the servers before printing (bounded: SIGKILL to each process group).
     drop(servers);
-    print!("{}", render(&c, &results));
+    let results: Vec<Row> = runs
+        .into_iter()
+        .map(|(size, conns, per_server)| {
+            (
+                size,
+                conns,
+                per_server.iter().map(|r| median_result(r)).collect(),
+            )
+        })
+        .collect();
+    print!("{}", render(&c, &names, &results));
+    println!(
+        "\n{}; {} round(s), each cell the median; /proc/loadavg after each round: {}",
+        match pin.server_cpu() {
+            Some(cpu) => format!(
+                "servers pinned to CPU {cpu} (taskset -c {cpu}), wsload to CPU {}",
+                Pin::CLIENT_CPU
+            ),
+            None => pin.describe(),
+        },
+        c.rounds,
+        loadavg
+            .iter()
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
     let command = format!("cargo xtask load ws {}", args.join(" "));
-    crate::chart::draw_all(&ws_charts(&results), &command)?;
+    crate::chart::draw_all(&ws_charts(&names, &results), &command)?;
     Ok(())
 }
 
 /// The WebSocket echo charts: msgs/s, p99 latency and server CPU per round trip.
-fn ws_charts(results: &[Row]) -> Vec<crate::chart::Chart> {
+fn ws_charts(names: &[&str], results: &[Row]) -> Vec<crate::chart::Chart> {
     type Metric = fn(&LoadResult) -> Option<f64>;
     let metrics: [(&str, &str, &str, Metric); 3] = [
         (
@@ -535,7 +628,7 @@ fn ws_charts(results: &[Row]) -> Vec<crate::chart::Chart> {
             name: name.into(),
             title: title.into(),
             y_label: y.into(),
-            series: SERVERS.iter().map(|s| s.to_string()).collect(),
+            series: names.iter().map(|s| s.to_string()).collect(),
             groups: results
                 .iter()
                 .map(|(size, conns, rs)| {
@@ -590,7 +683,7 @@ fn name_static(name: &str) -> &'static str {
 
 type Row = (usize, usize, Vec<Option<LoadResult>>);
 
-fn render(c: &CompareArgs, results: &[Row]) -> String {
+fn render(c: &CompareArgs, names: &[&str], results: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -628,15 +721,16 @@ fn render(c: &CompareArgs, results: &[Row]) -> String {
     ];
     for (title, cell) in tables {
         let mut header = vec!["size".to_owned(), "conns".to_owned()];
-        header.extend(SERVERS.iter().map(|s| s.to_string()));
+        header.extend(names.iter().map(|s| s.to_string()));
+        let ours_at = names.iter().position(|n| *n == "switchboard").unwrap_or(0);
         let mut rows = vec![header];
         for (size, conns, rs) in results {
-            let ours = rs.first().cloned().flatten();
+            let ours = rs.get(ours_at).cloned().flatten();
             let mut row = vec![format!("{size} B"), conns.to_string()];
             for (i, r) in rs.iter().enumerate() {
                 row.push(match r {
                     None => "failed".into(),
-                    Some(r) => cell(r, ours.as_ref().filter(|_| i > 0)),
+                    Some(r) => cell(r, ours.as_ref().filter(|_| i != ours_at)),
                 });
             }
             rows.push(row);
