@@ -22,6 +22,7 @@ pub fn run_all() -> Result {
             ]))
         }),
         ("test", || {
+            crate::redis::ensure_installed()?; // crates/cluster's tests start redis-server
             exec(cargo().args(["test", "--workspace", "--all-features"]))
         }),
         ("fuzz", || {
@@ -29,6 +30,7 @@ pub fn run_all() -> Result {
         }),
         ("autobahn", || crate::autobahn::run(&[])),
         ("interop", || crate::interop::run(&[])),
+        ("cluster", || crate::cluster::run(&[])),
     ];
     for (name, step) in steps {
         eprintln!("\n==> xtask ci: {name}");

@@ -68,6 +68,7 @@
 //! thread-per-connection server gets more slices than a 2-thread runtime), while CPU per
 //! message says how much work the server does for each one.
 
+mod cluster;
 mod sockjs;
 mod ws_icount;
 
@@ -125,6 +126,7 @@ pub fn run(args: &[String]) -> Result {
         }
         Some((what, rest)) if what == "idle" => idle(rest),
         Some((what, rest)) if what == "sockjs" => sockjs::run(rest),
+        Some((what, rest)) if what == "cluster" => cluster::run(rest),
         _ => Err(USAGE.into()),
     }
 }

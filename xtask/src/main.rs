@@ -9,12 +9,14 @@ mod bench;
 mod brokers;
 mod chart;
 mod ci;
+mod cluster;
 mod fuzz;
 mod interop;
 mod load;
 mod node;
 mod process;
 mod python;
+mod redis;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +28,7 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
-  ci                         fmt, clippy, tests, fuzz smoke, autobahn, interop (what .ci/run calls)
+  ci                         fmt, clippy, tests, fuzz smoke, autobahn, interop, cluster (what .ci/run calls)
   fuzz <target>|--all [--time SECS]
                              run cargo-fuzz targets on the nightly toolchain
   bench [FILTER]             criterion benches against peer crates, then a ratio table
@@ -34,6 +36,9 @@ tasks:
                              Autobahn|Testsuite against echo_server / autobahn_client
   interop                    real peers: Python websockets, Node ws, stomp.py, @stomp/stompjs,
                              sockjs-client (Node and headless Chromium)
+  cluster [--python-only|--node-only]
+                             switchboard nodes sharing Redis (standalone, AOF restart, 3-master
+                             Redis Cluster) with stomp.py and @stomp/stompjs; installs redis-server
   load ws --conns N --size B --secs S URL
                              WebSocket echo load generator (msgs/s, latency percentiles)
   load stomp [--compare] | load idle
@@ -41,6 +46,9 @@ tasks:
   load sockjs --compare | --idle
                              SockJS echo vs sockjs-node (websocket, xhr-streaming; msgs/s, p99; --windows 1,16),
                              memory per idle SockJS session (sockjsload)
+  load cluster [--secs S] [--warmup W] [--markdown]
+                             fan-out and queue throughput with 1, 2, 3 nodes on one Redis and 3 on a
+                             Redis Cluster beside the in-memory node: msgs/s, p99, CPU per 1000
 ";
 
 fn main() {
@@ -55,6 +63,7 @@ fn main() {
         "bench" => bench::run(rest),
         "autobahn" => autobahn::run(rest),
         "interop" => interop::run(rest),
+        "cluster" => cluster::run(rest),
         "load" => load::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
