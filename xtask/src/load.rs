@@ -13,16 +13,17 @@
 //!                                  [--only switchboard,rabbitmq,activemq] [--markdown]
 //! cargo xtask load stomp --compare --open-loop [--rates 10000,50000] [--conns 1000] [--secs S]
 //!                                  [--warmup W] [--only ...] [--markdown]
-//! cargo xtask load idle [--conns N]
+//! cargo xtask load idle [--conns N] [--transports tcp,ws] [--heart-beat MS] [--hold S] [--baseline PATH]
 //! cargo xtask load sockjs --compare|--idle [...]   (see load/sockjs.rs)
 //! ```
 //!
 //! `load stomp` without an address starts the release `switchboard` (embedded broker, STOMP on a
 //! free loopback port, HTTP off) and runs `stompload` against it; with `HOST:PORT` it loads any
 //! STOMP broker there (RabbitMQ's STOMP plugin, ActiveMQ, ...), so runs can be compared side by
-//! side. `load idle` starts a fresh `switchboard` per transport (TCP, WebSocket), opens `N`
-//! (default 2000) connections that CONNECT and SUBSCRIBE and then sit idle, and prints how much
-//! the server's resident memory grew per connection.
+//! side. `load idle` starts a fresh `switchboard` per transport (TCP, WebSocket) and per build
+//! (`--baseline` adds an older one), pinned, opens `N` (default 2000) connections that CONNECT
+//! and SUBSCRIBE and then sit idle, prints how much the server's resident memory grew per
+//! connection, and checks that every connection is still live (see `load/idle.rs`).
 //!
 //! `load stomp --compare` runs one `stompload` matrix against our `switchboard` (release binary,
 //! embedded broker), RabbitMQ (`rabbitmq_stomp`) and ActiveMQ Classic, side by side: the peers
@@ -69,6 +70,7 @@
 //! message says how much work the server does for each one.
 
 mod cluster;
+mod idle;
 mod sockjs;
 mod ws_icount;
 
@@ -93,7 +95,7 @@ usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rat
                                         [--only switchboard,rabbitmq,activemq] [--markdown]
        cargo xtask load stomp --compare --open-loop [--rates 10000,50000] [--conns 1000]
                                         [--secs S] [--warmup W] [--only ...] [--markdown]
-       cargo xtask load idle [--conns N]
+       cargo xtask load idle [--conns N] [--transports tcp,ws] [--heart-beat MS] [--hold SECS] [--baseline PATH]
        cargo xtask load sockjs --compare [--secs S] [--warmup W] [--rounds R] [--sizes 16,1024] [--windows 1,16]
                                          [--sessions-list 1,100] [--transports websocket,xhr-streaming]
        cargo xtask load sockjs --idle [--idle-sessions N]";
@@ -124,7 +126,7 @@ pub fn run(args: &[String]) -> Result {
                 stomp(rest)
             }
         }
-        Some((what, rest)) if what == "idle" => idle(rest),
+        Some((what, rest)) if what == "idle" => idle::run(rest),
         Some((what, rest)) if what == "sockjs" => sockjs::run(rest),
         Some((what, rest)) if what == "cluster" => cluster::run(rest),
         _ => Err(USAGE.into()),
@@ -207,57 +209,6 @@ fn stomp(args: &[String]) -> Result {
     };
     let mut p = Process::spawn_inherit("stompload", Command::new(&stompload).args(&args))?;
     p.wait(stompload_budget(&args))
-}
-
-fn idle(args: &[String]) -> Result {
-    let mut conns = 2000usize;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--conns" => {
-                conns = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or("--conns needs a number")?
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}").into()),
-        }
-    }
-    let (server_bin, stompload) = build_stomp_tools()?;
-    for ws in [false, true] {
-        // A fresh server per transport: memory freed by one run would be reused by the next.
-        let (http_port, stomp_port) = (free_port()?, free_port()?);
-        let http = format!("127.0.0.1:{http_port}");
-        let stomp = format!("127.0.0.1:{stomp_port}");
-        let server = start_switchboard(&server_bin, &http, &stomp, stomp_port, None)?;
-        let mut cmd = Command::new(&stompload);
-        cmd.args(["idle", "--conns", &conns.to_string(), "--pid"])
-            .arg(server.pid().to_string());
-        if ws {
-            cmd.args(["--ws", &http]);
-        } else {
-            cmd.arg(&stomp);
-        }
-        let logs = crate::xtask_dir().join("load");
-        let log = logs.join(format!("idle-{}.log", if ws { "ws" } else { "tcp" }));
-        let mut p = Process::spawn("stompload", &mut cmd, &log)?;
-        let ok = p.wait(Duration::from_secs(300));
-        drop(p);
-        drop(server);
-        let out = std::fs::read_to_string(&log).unwrap_or_default();
-        ok.map_err(|e| format!("{e}\n{}", crate::process::tail(&log, 20)))?;
-        let line = out
-            .lines()
-            .find(|l| l.starts_with("stompload idle:"))
-            .ok_or("stompload printed no result")?
-            .to_owned();
-        println!("{line}");
-    }
-    Ok(())
 }
 
 pub(crate) fn target_dir() -> PathBuf {

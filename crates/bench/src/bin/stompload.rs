@@ -7,7 +7,7 @@
 //!           HOST:PORT[,HOST:PORT...]
 //! stompload open [--rate R] [--conns N] [--size BYTES] [--secs S] [--warmup W] [--prefix P]
 //!                [--login L] [--passcode P] [--threads T] HOST:PORT
-//! stompload idle --conns N --pid PID [--ws] ADDR
+//! stompload idle --conns N --pid PID [--ws] [--heart-beat MS] [--hold SECS] ADDR
 //! ```
 //!
 //! **Throughput** (the first form): `S` subscribers subscribe to `DEST` (default `/topic/load`:
@@ -41,10 +41,16 @@
 //! offered rate, or on any error.
 //!
 //! **Idle memory** (`idle`): opens `N` connections (TCP STOMP to `ADDR`, or WebSocket STOMP with
-//! `--ws` to `ws://ADDR/chat`), each CONNECTed with heart-beats off and SUBSCRIBEd to a topic of
-//! its own, and reports how much the resident memory of process `PID` (the broker, read from
-//! `/proc/PID/status`) grew per connection. The first 50 connections are opened before the
-//! baseline is taken, so one-off allocations (runtime, first-use tables) do not count.
+//! `--ws` to `ws://ADDR/chat`), each CONNECTed (heart-beats off, or `--heart-beat MS` both ways)
+//! and SUBSCRIBEd to a topic of its own, and reports how much the resident memory of process
+//! `PID` (the broker, read from `/proc/PID/status`) grew per connection. The first 50
+//! connections are opened before the baseline is taken, so one-off allocations (runtime,
+//! first-use tables) do not count. Then the connections sit idle for `--hold SECS` (default 0,
+//! or three heart-beat intervals), sending heart-beats and counting the server's, and the
+//! liveness check sends one MESSAGE to every connection's topic from one more connection: the
+//! run **fails** unless every connection receives its own, and (with heart-beats over a hold of
+//! two intervals or more) unless every connection got at least one heart-beat from the server.
+//! The resident memory after that message is reported too (what traffic left behind).
 //!
 //! Each form prints a summary and one machine-readable `RESULT ...` line for `cargo xtask load`
 //! (`all_published`/`all_delivered` count the warm-up too, for CPU-per-message figures).
@@ -75,7 +81,7 @@ const USAGE: &str = "usage: stompload [--pubs P] [--subs S] [--size BYTES] [--se
 [--ack auto|client-individual] HOST:PORT[,HOST:PORT...]\n       \
 stompload open [--rate R] [--conns N] [--size BYTES] [--secs S] [--warmup W] [--prefix P] \
 [--login L] [--passcode P] [--threads T] HOST:PORT\n       \
-stompload idle --conns N --pid PID [--ws] ADDR";
+stompload idle --conns N --pid PID [--ws] [--heart-beat MS] [--hold SECS] ADDR";
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T = ()> = std::result::Result<T, Error>;
@@ -120,6 +126,10 @@ struct IdleArgs {
     conns: usize,
     pid: u32,
     ws: bool,
+    /// Heart-beats the connections ask for (both ways, ms); 0 = off.
+    heart_beat_ms: u64,
+    /// How long the connections sit idle after the measurement, before the liveness check.
+    hold: Duration,
 }
 
 fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a String> {
@@ -199,13 +209,18 @@ fn parse_idle(argv: &[String]) -> Result<IdleArgs> {
         conns: 1000,
         pid: 0,
         ws: false,
+        heart_beat_ms: 0,
+        hold: Duration::ZERO,
     };
+    let mut hold = None;
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--conns" => a.conns = number(value(&mut it, arg)?, arg)?,
             "--pid" => a.pid = number(value(&mut it, arg)?, arg)?,
             "--ws" => a.ws = true,
+            "--heart-beat" => a.heart_beat_ms = number(value(&mut it, arg)?, arg)?,
+            "--hold" => hold = Some(number::<f64>(value(&mut it, arg)?, arg)?),
             "-h" | "--help" => return Err(USAGE.into()),
             s if s.starts_with('-') => return Err(format!("unknown flag {s}\n{USAGE}").into()),
             s => a.addr = s.to_owned(),
@@ -214,6 +229,19 @@ fn parse_idle(argv: &[String]) -> Result<IdleArgs> {
     if a.addr.is_empty() || a.pid == 0 || a.conns == 0 {
         return Err(format!("idle needs --conns N, --pid PID and ADDR\n{USAGE}").into());
     }
+    if a.heart_beat_ms > 600_000 {
+        return Err("--heart-beat must be at most 600000 ms".into());
+    }
+    // With heart-beats, hold long enough for the server to send some: three intervals.
+    let hold = hold.unwrap_or(if a.heart_beat_ms > 0 {
+        3.0 * a.heart_beat_ms as f64 / 1000.0
+    } else {
+        0.0
+    });
+    if !(0.0..=3600.0).contains(&hold) {
+        return Err("--hold must be in [0, 3600] seconds".into());
+    }
+    a.hold = Duration::from_secs_f64(hold);
     Ok(a)
 }
 
@@ -1038,67 +1066,240 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status").into())
 }
 
-/// Something kept open by the idle test.
-enum Held {
-    Tcp(#[allow(dead_code)] Box<Conn>),
-    Ws(#[allow(dead_code)] Box<switchboard_ws::WebSocketStream<TcpStream>>),
+/// One idle connection's transport: STOMP over TCP, or STOMP over a WebSocket (one frame per
+/// message). Both reads are cancel-safe, so a connection's task can select between its next
+/// frame and its next heart-beat.
+enum Link {
+    Tcp(Box<Conn>),
+    Ws(Box<WsLink>),
 }
 
-async fn idle_one(a: &IdleArgs, i: usize) -> Result<Held> {
-    let subscribe = Frame::new(Command::Subscribe)
-        .header("id", "0")
-        .header("destination", format!("/topic/idle.{i}"))
-        .header("receipt", "s");
-    if a.ws {
-        use switchboard_ws::{Message, StreamConfig, handshake::ClientRequest};
-        let tcp = timeout(IO_TIMEOUT, TcpStream::connect(&a.addr))
+/// STOMP over a WebSocket: the frames' bytes collected from messages for the parser.
+struct WsLink {
+    ws: switchboard_ws::WebSocketStream<TcpStream>,
+    parser: Parser,
+    buf: BytesMut,
+}
+
+/// What a [`Link`] received.
+enum Item {
+    Frame(Frame),
+    HeartBeat,
+}
+
+impl Link {
+    /// Opens a connection and CONNECTs (heart-beats `hb_ms,hb_ms`; 0 = off); returns it with the
+    /// heart-beat the server answered (`[send, receive]` in ms).
+    async fn open(a: &IdleArgs) -> Result<(Link, [u64; 2])> {
+        let connect = Frame::new(Command::Connect)
+            .header("accept-version", "1.2")
+            .header("host", "/")
+            .header("heart-beat", format!("{0},{0}", a.heart_beat_ms));
+        let mut link = if a.ws {
+            use switchboard_ws::{StreamConfig, handshake::ClientRequest};
+            let tcp = timeout(IO_TIMEOUT, TcpStream::connect(&a.addr))
+                .await
+                .map_err(|_| "connect timed out")??;
+            tcp.set_nodelay(true)?;
+            let req = ClientRequest::new(a.addr.clone(), "/chat").protocols(["v12.stomp"]);
+            let (ws, _) = timeout(
+                IO_TIMEOUT,
+                switchboard_ws::connect(tcp, &req, StreamConfig::default()),
+            )
             .await
-            .map_err(|_| "connect timed out")??;
-        let req = ClientRequest::new(a.addr.clone(), "/chat").protocols(["v12.stomp"]);
-        let (mut ws, _) = timeout(
-            IO_TIMEOUT,
-            switchboard_ws::connect(tcp, &req, StreamConfig::default()),
-        )
-        .await
-        .map_err(|_| "handshake timed out")??;
-        for f in [
-            Frame::new(Command::Connect)
-                .header("accept-version", "1.2")
-                .header("host", "/")
-                .header("heart-beat", "0,0"),
-            subscribe,
-        ] {
-            let mut out = BytesMut::new();
-            encode_frame(&f, Version::V1_2, &mut out)?;
-            ws.send(Message::binary(out.freeze())).await?;
-            // CONNECTED, then the RECEIPT.
-            match timeout(IO_TIMEOUT, ws.recv()).await {
-                Ok(Some(Ok(_))) => {}
-                _ => return Err("no reply over the WebSocket".into()),
+            .map_err(|_| "handshake timed out")??;
+            Link::Ws(Box::new(WsLink {
+                ws,
+                parser: Parser::before_connect(Limits::default()),
+                buf: BytesMut::new(),
+            }))
+        } else {
+            let io = timeout(IO_TIMEOUT, TcpStream::connect(&a.addr))
+                .await
+                .map_err(|_| "connect timed out")??;
+            io.set_nodelay(true)?;
+            Link::Tcp(Box::new(Conn {
+                io,
+                rd: BytesMut::with_capacity(4096),
+                parser: Parser::before_connect(Limits::default()),
+            }))
+        };
+        link.send(&connect).await?;
+        let reply = link.next_frame().await?;
+        if reply.command != Command::Connected {
+            return Err(format!("CONNECT refused: {}", describe(&reply)).into());
+        }
+        match &mut link {
+            Link::Tcp(c) => c.parser.set_version(Version::V1_2),
+            Link::Ws(w) => w.parser.set_version(Version::V1_2),
+        }
+        let mut hb = [0, 0];
+        if let Some((s, r)) = reply.get("heart-beat").and_then(|v| v.split_once(',')) {
+            hb = [s.trim().parse().unwrap_or(0), r.trim().parse().unwrap_or(0)];
+        }
+        Ok((link, hb))
+    }
+
+    async fn send(&mut self, f: &Frame) -> Result {
+        let mut out = BytesMut::new();
+        encode_frame(f, Version::V1_2, &mut out)?;
+        self.send_raw(out.freeze()).await
+    }
+
+    async fn send_raw(&mut self, bytes: bytes::Bytes) -> Result {
+        match self {
+            Link::Tcp(c) => c.io.write_all(&bytes).await?,
+            Link::Ws(w) => w.ws.send(switchboard_ws::Message::binary(bytes)).await?,
+        }
+        Ok(())
+    }
+
+    /// The next frame or heart-beat already received, if any.
+    fn parse_buffered(&mut self) -> Result<Option<Item>> {
+        let (parser, buf) = match self {
+            Link::Tcp(c) => (&mut c.parser, &mut c.rd),
+            Link::Ws(w) => (&mut w.parser, &mut w.buf),
+        };
+        Ok(match parser.parse(buf)? {
+            Some(Parsed::Frame(f)) => Some(Item::Frame(f)),
+            Some(Parsed::HeartBeat) => Some(Item::HeartBeat),
+            None => None,
+        })
+    }
+
+    /// The next frame or heart-beat, however long it takes (cancel-safe).
+    async fn next(&mut self) -> Result<Item> {
+        loop {
+            if let Some(item) = self.parse_buffered()? {
+                return Ok(item);
+            }
+            match self {
+                Link::Tcp(c) => {
+                    c.rd.reserve(4096);
+                    if c.io.read_buf(&mut c.rd).await? == 0 {
+                        return Err("the server closed the connection".into());
+                    }
+                }
+                Link::Ws(w) => match w.ws.recv().await {
+                    Some(Ok(switchboard_ws::Message::Text(t))) => {
+                        w.buf.extend_from_slice(t.as_bytes())
+                    }
+                    Some(Ok(switchboard_ws::Message::Binary(b))) => w.buf.extend_from_slice(&b),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err("the server closed the WebSocket".into()),
+                },
             }
         }
-        Ok(Held::Ws(Box::new(ws)))
-    } else {
-        let mut c = Conn::open(&a.addr, None, None).await?;
-        c.send(&subscribe).await?;
-        let f = c.next_frame().await?;
-        if f.command != Command::Receipt {
-            return Err(format!("SUBSCRIBE not confirmed: {}", describe(&f)).into());
+    }
+
+    /// The next frame (heart-beats skipped), within [`IO_TIMEOUT`].
+    async fn next_frame(&mut self) -> Result<Frame> {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.next()).await {
+                Ok(Ok(Item::Frame(f))) => return Ok(f),
+                Ok(Ok(Item::HeartBeat)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err("no frame from the server in time".into()),
+            }
         }
-        Ok(Held::Tcp(Box::new(c)))
+    }
+}
+
+/// The destination of idle connection `i`, and the body the liveness check sends it.
+fn idle_destination(i: usize) -> String {
+    format!("/topic/idle.{i}")
+}
+fn idle_body(i: usize) -> String {
+    format!("live {i}")
+}
+
+/// Opens connection `i`, CONNECTs and SUBSCRIBEs it to its own topic (with a receipt).
+async fn idle_one(a: &IdleArgs, i: usize) -> Result<(Link, [u64; 2])> {
+    let (mut link, hb) = Link::open(a).await?;
+    let subscribe = Frame::new(Command::Subscribe)
+        .header("id", "0")
+        .header("destination", idle_destination(i))
+        .header("receipt", "s");
+    link.send(&subscribe).await?;
+    let f = link.next_frame().await?;
+    if f.command != Command::Receipt {
+        return Err(format!("SUBSCRIBE not confirmed: {}", describe(&f)).into());
+    }
+    Ok((link, hb))
+}
+
+/// What one idle connection saw by the end of the run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    /// Heart-beats from the server while it waited.
+    beats: u64,
+    /// Whether the liveness MESSAGE (with its own body) arrived.
+    live: bool,
+}
+
+/// Sits on an idle connection: sends a heart-beat EOL every `send_every` (if any), counts the
+/// server's, and returns once its liveness MESSAGE arrives or `stop` flips.
+async fn idle_wait(
+    mut link: Link,
+    i: usize,
+    send_every: Option<Duration>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> (Link, Seen) {
+    let mut seen = Seen::default();
+    let body = idle_body(i);
+    let mut tick = send_every.map(|d| tokio::time::interval_at(Instant::now() + d, d));
+    loop {
+        tokio::select! {
+            item = link.next() => match item {
+                Ok(Item::HeartBeat) => seen.beats += 1,
+                Ok(Item::Frame(f)) => {
+                    if f.command == Command::Message && f.body[..] == *body.as_bytes() {
+                        seen.live = true;
+                        return (link, seen);
+                    }
+                }
+                Err(_) => return (link, seen),
+            },
+            _ = async { tick.as_mut().expect("guarded").tick().await }, if tick.is_some() => {
+                if link.send_raw(bytes::Bytes::from_static(b"\n")).await.is_err() {
+                    return (link, seen);
+                }
+            }
+            // (The guard `wait_for` returns must not live in the select's output.)
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return (link, seen),
+        }
     }
 }
 
 async fn idle(a: IdleArgs) -> Result {
     const WARM: usize = 50;
-    let mut held = Vec::with_capacity(a.conns + WARM);
+    let total = a.conns + WARM;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::with_capacity(total);
+    let mut server_hb = [0, 0];
+    let mut open = |link: Link, hb: [u64; 2], i: usize| {
+        server_hb = hb;
+        // The client sends every max(ours, the server's wish); 0 on either side means never.
+        let send_every = (a.heart_beat_ms > 0 && hb[1] > 0)
+            .then(|| Duration::from_millis(a.heart_beat_ms.max(hb[1])));
+        tasks.push(tokio::spawn(idle_wait(
+            link,
+            i,
+            send_every,
+            stop_rx.clone(),
+        )));
+    };
     for i in 0..WARM {
-        held.push(idle_one(&a, i).await?);
+        let (link, hb) = idle_one(&a, i).await?;
+        open(link, hb, i);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base = rss_kib(a.pid)?;
-    for i in WARM..WARM + a.conns {
-        held.push(idle_one(&a, i).await?);
+    for i in WARM..total {
+        let (link, hb) = idle_one(&a, i).await?;
+        open(link, hb, i);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_kib(a.pid)?;
@@ -1108,13 +1309,88 @@ async fn idle(a: IdleArgs) -> Result {
         "stompload idle: {} {kind} connections, each CONNECTed and SUBSCRIBEd: broker RSS {base} -> {after} KiB, {per:.2} KiB per connection",
         a.conns
     );
+    // Sit idle (heart-beats flowing, if negotiated), then the liveness check: one MESSAGE to
+    // every connection's own topic, from one more connection, confirmed by a RECEIPT.
+    let server_beat_ms = if a.heart_beat_ms > 0 && server_hb[0] > 0 {
+        a.heart_beat_ms.max(server_hb[0])
+    } else {
+        0
+    };
+    if a.hold > Duration::ZERO {
+        println!(
+            "stompload idle: holding {:.0} s (heart-beats: server every {server_beat_ms} ms)",
+            a.hold.as_secs_f64()
+        );
+        tokio::time::sleep(a.hold).await;
+    }
+    let (mut publisher, _) = Link::open(&a).await?;
+    let mut batch = BytesMut::new();
+    for i in 0..total {
+        let mut f = Frame::new(Command::Send)
+            .header("destination", idle_destination(i))
+            .body(idle_body(i).into_bytes());
+        if i + 1 == total {
+            f = f.header("receipt", "all-sent");
+        }
+        if a.ws {
+            publisher.send(&f).await?;
+        } else {
+            encode_frame(&f, Version::V1_2, &mut batch)?;
+            if batch.len() > 64 * 1024 || i + 1 == total {
+                publisher.send_raw(batch.split().freeze()).await?;
+            }
+        }
+    }
+    let receipt = publisher.next_frame().await?;
+    if receipt.command != Command::Receipt {
+        return Err(format!("the liveness SENDs were refused: {}", describe(&receipt)).into());
+    }
+    // Every connection gets LIVENESS_WAIT to report; the rest are told to stop.
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(LIVENESS_WAIT).await;
+        let _ = stop_tx.send(true);
+    });
+    let mut live = 0usize;
+    let mut min_beats = u64::MAX;
+    let mut links = Vec::with_capacity(total);
+    for t in tasks {
+        let (link, seen) = t.await?;
+        live += usize::from(seen.live);
+        min_beats = min_beats.min(seen.beats);
+        links.push(link);
+    }
+    stopper.abort();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_traffic = rss_kib(a.pid)?;
+    let per_traffic = after_traffic.saturating_sub(base) as f64 / a.conns as f64;
     println!(
-        "RESULT kind={kind} conns={} rss_before_kib={base} rss_after_kib={after} kib_per_conn={per:.2}",
+        "stompload idle: liveness: {live} of {total} connections got their MESSAGE; fewest server \
+         heart-beats on one connection: {min_beats}; broker RSS after that message {after_traffic} \
+         KiB ({per_traffic:.2} KiB per connection)"
+    );
+    println!(
+        "RESULT kind={kind} conns={} rss_before_kib={base} rss_after_kib={after} kib_per_conn={per:.2} \
+         live={live} total={total} heart_beat_ms={server_beat_ms} min_server_beats={min_beats} \
+         rss_after_message_kib={after_traffic} kib_per_conn_after_message={per_traffic:.2}",
         a.conns
     );
-    drop(held);
+    drop(links);
+    if live != total {
+        return Err(format!(
+            "FAILED: {} of {total} connections were not live",
+            total - live
+        )
+        .into());
+    }
+    // A heart-beating server sends at least one beat per interval over the hold.
+    if server_beat_ms > 0 && a.hold >= Duration::from_millis(2 * server_beat_ms) && min_beats == 0 {
+        return Err("FAILED: a connection got no heart-beat from the server while idle".into());
+    }
     Ok(())
 }
+
+/// How long the liveness check waits for every connection's MESSAGE.
+const LIVENESS_WAIT: Duration = Duration::from_secs(60);
 
 enum Job {
     Throughput(Args),
@@ -1144,7 +1420,10 @@ fn main() {
                 + RUN_SLACK,
         ),
         // Each connection is bounded by IO_TIMEOUT; the whole run by one per connection at most.
-        Job::Idle(a) => (1, IO_TIMEOUT * (a.conns as u32 + 60) + RUN_SLACK),
+        Job::Idle(a) => (
+            1,
+            IO_TIMEOUT * (a.conns as u32 + 60) + a.hold + LIVENESS_WAIT + RUN_SLACK,
+        ),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
