@@ -7,8 +7,10 @@
 //! - pytest over `xtask/interop/python/test_cluster*.py` (stomp.py over TCP) in the interop
 //!   venv. Those tests start their own Redis servers (standalone, AOF for the restart test, a
 //!   3-master Redis Cluster) and nodes, through `redis_proc.py` and `cluster_proc.py`;
-//! - `node --test xtask/interop/node/cluster_*.test.js` (@stomp/stompjs over WebSocket) with
-//!   a standalone Redis started here, its URL in `SWITCHBOARD_REDIS_URL`.
+//! - `node --test xtask/interop/node/cluster_*.test.js` with a standalone Redis started here,
+//!   its URL in `SWITCHBOARD_REDIS_URL`: @stomp/stompjs over WebSocket across two nodes, and
+//!   sockjs-client + stompjs through Debian's `haproxy` (installed with apt when missing)
+//!   running `docs/cluster/haproxy.cfg` in front of two nodes.
 //!
 //! `cargo xtask interop` leaves those files out. Both suites must run at least one test and
 //! fail none; the task prints how many passed.
@@ -115,6 +117,7 @@ fn run_node(bin: &Path) -> Result<Counts> {
     let files = files(&dir, |n| {
         n.starts_with("cluster_") && n.ends_with(".test.js")
     })?;
+    ensure_haproxy()?;
     let redis = Redis::start(Persistence::Off, None)?;
     let tap = xtask_dir().join("cluster-node.tap");
     let _ = std::fs::remove_file(&tap);
@@ -136,6 +139,29 @@ fn run_node(bin: &Path) -> Result<Counts> {
         return Err(format!("node --test failed ({status})").into());
     }
     Ok(counts)
+}
+
+/// Debian's `haproxy` on `PATH` (the load-balancer test runs the sample config with it);
+/// installed with apt when missing and xtask runs as root.
+fn ensure_haproxy() -> Result {
+    let works = || {
+        Command::new("haproxy")
+            .arg("-v")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works() {
+        return Ok(());
+    }
+    if !crate::apt::is_root() {
+        return Err("`haproxy` is needed on PATH (Debian: apt-get install haproxy)".into());
+    }
+    crate::apt::apt_install(&["haproxy"])?;
+    if works() {
+        Ok(())
+    } else {
+        Err("apt-get installed haproxy, but it is still not on PATH".into())
+    }
 }
 
 /// Files directly in `dir` whose names pass `keep`, sorted; an error when there is none.
