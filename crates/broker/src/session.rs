@@ -3,10 +3,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -48,25 +46,6 @@ enum State {
 
 /// Hashes the session's own small sequential subscription keys (looked up once per delivery)
 /// with one multiply instead of SipHash; keys are not attacker-chosen.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 enum Outgoing {
     Frame(EncodedFrame),
     Delivery(Delivery),
@@ -84,6 +63,67 @@ struct SubState {
     /// first delivery:
     /// encoded once per subscription, shared by every MESSAGE.
     auto_head: Bytes,
+}
+
+/// A session's subscriptions, in subscription order: keys only grow, so the vector stays
+/// sorted by key. One vector rather than hash maps by key and by id: an idle session with one
+/// subscription keeps one 80-byte entry instead of two hash tables (~520 bytes). Lookups by
+/// key (every delivery, every 1.2 ACK) are binary searches; lookups by id (SUBSCRIBE's duplicate
+/// check, UNSUBSCRIBE, 1.0/1.1 ACK) scan at most `max_subscriptions_per_session` entries.
+#[derive(Default)]
+struct Subs(Vec<(u64, SubState)>);
+
+impl Subs {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &SubState> {
+        self.0.iter().map(|(_, st)| st)
+    }
+
+    /// The keys, in ascending order.
+    fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().map(|(k, _)| *k)
+    }
+
+    fn position(&self, key: u64) -> Option<usize> {
+        self.0.binary_search_by_key(&key, |(k, _)| *k).ok()
+    }
+
+    fn get(&self, key: u64) -> Option<&SubState> {
+        self.position(key).map(|i| &self.0[i].1)
+    }
+
+    fn get_mut(&mut self, key: u64) -> Option<&mut SubState> {
+        self.position(key).map(|i| &mut self.0[i].1)
+    }
+
+    /// The key of the subscription with id `id`.
+    fn key_of(&self, id: &str) -> Option<u64> {
+        self.0
+            .iter()
+            .find(|(_, st)| st.sub.id() == id)
+            .map(|(k, _)| *k)
+    }
+
+    /// Adds a subscription; `key` must be larger than every key already in.
+    fn push(&mut self, key: u64, st: SubState) {
+        debug_assert!(self.0.last().is_none_or(|(k, _)| *k < key));
+        if self.0.len() == self.0.capacity() && self.0.len() < 4 {
+            // Most sessions hold one or two subscriptions: no spare slots for them.
+            self.0.reserve_exact(1);
+        }
+        self.0.push((key, st));
+    }
+
+    fn remove(&mut self, key: u64) -> Option<SubState> {
+        let st = self.0.remove(self.position(key)?).1;
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+        Some(st)
+    }
 }
 
 enum TxOp {
@@ -127,7 +167,8 @@ fn buffered_size(frame: &Frame) -> usize {
 pub struct Session {
     broker: Arc<BrokerInner>,
     outbox: Arc<Outbox>,
-    rx: Option<mpsc::Receiver<Delivery>>,
+    /// Deliveries taken from the outbox in one batch ([`Outbox::take_queued`]), not yet sent.
+    inbox: VecDeque<Delivery>,
     number: u64,
     id: ByteString,
     state: State,
@@ -143,8 +184,7 @@ pub struct Session {
     /// SEND authorization decisions per destination (only with an authorizer; bounded, cleared
     /// on re-authentication).
     send_access: HashMap<Box<str>, bool>,
-    subs: HashMap<u64, SubState, BuildHasherDefault<KeyHasher>>,
-    ids: HashMap<ByteString, u64>,
+    subs: Subs,
     next_key: u64,
     next_seq: u64,
     transactions: HashMap<ByteString, Transaction>,
@@ -192,7 +232,7 @@ impl Session {
         let number = broker.next_session_number();
         let id = ByteString::from(format!("session-{number}"));
         let limits = &broker.config.limits;
-        let (outbox, rx) = Outbox::new(
+        let outbox = Outbox::new(
             id.clone(),
             limits.outbound_max_frames,
             limits.outbound_max_bytes,
@@ -208,7 +248,7 @@ impl Session {
         let connect_deadline = now + broker.config.connect_timeout;
         let mut session = Session {
             outbox,
-            rx: Some(rx),
+            inbox: VecDeque::new(),
             number,
             user: id.clone(),
             id,
@@ -220,8 +260,7 @@ impl Session {
             token: None,
             auth_deadline: None,
             send_access: HashMap::new(),
-            subs: HashMap::default(),
-            ids: HashMap::new(),
+            subs: Subs::default(),
             next_key: 1,
             next_seq: 1,
             transactions: HashMap::new(),
@@ -595,7 +634,14 @@ impl Session {
                 self.forget_session();
                 return None;
             }
-            let next = self.rx.as_ref().and_then(|rx| rx.try_recv().ok());
+            let next = match self.inbox.pop_front() {
+                Some(d) => Some(d),
+                None if self.outbox.is_closed() => None,
+                None => {
+                    self.outbox.take_queued(&mut self.inbox);
+                    self.inbox.pop_front()
+                }
+            };
             match next {
                 Some(d) => {
                     self.outbox.taken(&d);
@@ -610,6 +656,9 @@ impl Session {
                     if self.control.capacity() > 0 && self.control.is_empty() {
                         // Idle connections keep no buffers (CONNECTED alone left ~600 bytes).
                         self.control = VecDeque::new();
+                    }
+                    if self.inbox.capacity() > 0 {
+                        self.inbox = VecDeque::new();
                     }
                     if self.shutdown_seen {
                         self.fail(
@@ -932,7 +981,7 @@ impl Session {
             None if self.version == Some(Version::V1_0) => dest.clone(),
             None => return Err(StompError::missing("SUBSCRIBE", "id")),
         };
-        if self.ids.contains_key(&id) {
+        if self.subs.key_of(&id).is_some() {
             return Err(StompError::new(
                 ErrorKind::DuplicateSubscription,
                 format!("subscription id '{id}' is already in use on this connection"),
@@ -1005,7 +1054,7 @@ impl Session {
             self.version.unwrap_or(Version::V1_2),
         );
         auto_head.put_slice(b"redelivered:false\n\n");
-        self.subs.insert(
+        self.subs.push(
             key,
             SubState {
                 sub: sub.clone(),
@@ -1013,7 +1062,6 @@ impl Session {
                 auto_head: auto_head.freeze(),
             },
         );
-        self.ids.insert(id, key);
         self.broker.metrics.subscription_added();
         if self.shutdown_seen {
             sub.deactivate();
@@ -1026,7 +1074,7 @@ impl Session {
 
     fn on_unsubscribe(&mut self, frame: &Frame) -> Result<Reply, StompError> {
         let key = match header_of(frame, "id") {
-            Some(id) => self.ids.get(id).copied().ok_or_else(|| {
+            Some(id) => self.subs.key_of(id).ok_or_else(|| {
                 StompError::new(
                     ErrorKind::UnknownSubscription,
                     format!("no subscription with id '{id}' on this connection"),
@@ -1037,10 +1085,9 @@ impl Session {
                     return Err(StompError::missing("UNSUBSCRIBE", "id' or 'destination"));
                 };
                 self.subs
-                    .iter()
-                    .filter(|(_, s)| s.sub.destination() == dest)
-                    .map(|(k, _)| *k)
-                    .min()
+                    .values()
+                    .find(|s| s.sub.destination() == dest)
+                    .map(|s| s.sub.key)
                     .ok_or_else(|| {
                         StompError::new(
                             ErrorKind::UnknownSubscription,
@@ -1058,10 +1105,9 @@ impl Session {
     /// Removes a subscription from the session and the backend; returns its unacknowledged
     /// deliveries, marked redelivered, for the caller to requeue.
     fn remove_subscription(&mut self, key: u64) -> Vec<Delivery> {
-        let Some(st) = self.subs.remove(&key) else {
+        let Some(st) = self.subs.remove(key) else {
             return Vec::new();
         };
-        self.ids.remove(st.sub.id());
         st.sub.deactivate();
         st.sub.discard_held();
         self.broker.backend.unsubscribe(&st.sub);
@@ -1115,7 +1161,7 @@ impl Session {
                 };
                 let found = self
                     .subs
-                    .get(&key)
+                    .get(key)
                     .is_some_and(|st| st.unacked.binary_search_by_key(&seq, |u| u.seq).is_ok());
                 if found {
                     Ok((key, seq))
@@ -1132,8 +1178,8 @@ impl Session {
                     return Err(StompError::missing(cmd, "subscription"));
                 }
                 let keys: Vec<u64> = match sub {
-                    Some(s) => match self.ids.get(s) {
-                        Some(k) => vec![*k],
+                    Some(s) => match self.subs.key_of(s) {
+                        Some(k) => vec![k],
                         None => {
                             return Err(StompError::new(
                                 ErrorKind::UnknownSubscription,
@@ -1141,14 +1187,10 @@ impl Session {
                             ));
                         }
                     },
-                    None => {
-                        let mut k: Vec<u64> = self.subs.keys().copied().collect();
-                        k.sort_unstable();
-                        k
-                    }
+                    None => self.subs.keys().collect(),
                 };
                 for key in keys {
-                    if let Some(st) = self.subs.get(&key)
+                    if let Some(st) = self.subs.get(key)
                         && let Some(u) =
                             st.unacked.iter().find(|u| u.delivery.message().id() == mid)
                     {
@@ -1165,7 +1207,7 @@ impl Session {
     /// Acks or nacks delivery `seq` of subscription `key` (and, in `client` mode, every earlier
     /// one). Missing entries (already settled) are ignored.
     fn apply_ack(&mut self, (key, seq): (u64, u64), nack: bool) {
-        let Some(st) = self.subs.get_mut(&key) else {
+        let Some(st) = self.subs.get_mut(key) else {
             return;
         };
         let Ok(pos) = st.unacked.binary_search_by_key(&seq, |u| u.seq) else {
@@ -1352,7 +1394,7 @@ impl Session {
     fn deliver(&mut self, delivery: Delivery) -> Option<EncodedFrame> {
         let key = delivery.subscriber().key;
         let version = self.version.unwrap_or(Version::V1_2);
-        let Some(st) = self.subs.get_mut(&key) else {
+        let Some(st) = self.subs.get_mut(key) else {
             // Unsubscribed since it was queued: a queue message goes to someone else, unseen.
             if delivery.subscriber().route().kind == RouteKind::Queue {
                 self.broker.backend.settle(Vec::new(), vec![delivery]);
@@ -1410,15 +1452,12 @@ impl Session {
 
     /// Queues a frame of the session's own, after the deliveries already waiting.
     fn push_control(&mut self, frame: EncodedFrame) {
-        if let Some(rx) = &self.rx {
-            // Bounded by what is queued now, so busy producers cannot keep us here.
-            for _ in 0..self.outbox.queued_frames() {
-                match rx.try_recv() {
-                    Ok(d) => self.control.push_back(Outgoing::Delivery(d)),
-                    Err(_) => break,
-                }
-            }
+        if !self.outbox.is_closed() {
+            // What is queued now, in order: busy producers cannot keep us here.
+            self.outbox.take_queued(&mut self.inbox);
         }
+        self.control
+            .extend(self.inbox.drain(..).map(Outgoing::Delivery));
         self.control.push_back(Outgoing::Frame(frame));
         self.outbox.signal.notify();
     }
@@ -1498,15 +1537,14 @@ impl Session {
                 }
             }
         }
-        if let Some(rx) = self.rx.take() {
-            while let Ok(d) = rx.try_recv() {
-                self.outbox.taken(&d);
-                leftovers.push(d);
-            }
+        // `close` above stopped the producers: this drain is final.
+        self.outbox.take_queued(&mut self.inbox);
+        for d in std::mem::take(&mut self.inbox) {
+            self.outbox.taken(&d);
+            leftovers.push(d);
         }
         // Earlier (unacknowledged, redelivered) messages first, then the unseen ones.
-        let mut keys: Vec<u64> = self.subs.keys().copied().collect();
-        keys.sort_unstable();
+        let keys: Vec<u64> = self.subs.keys().collect();
         let mut requeue = Vec::new();
         for key in keys {
             requeue.extend(self.remove_subscription(key));
@@ -1518,7 +1556,6 @@ impl Session {
         if !requeue.is_empty() {
             self.broker.backend.settle(Vec::new(), requeue);
         }
-        self.ids.clear();
     }
 
     fn flush_counts(&mut self) {

@@ -59,7 +59,8 @@ pub enum OfferError {
 /// One subscription of one session, shared between the session and the backend.
 ///
 /// A backend keeps `Arc<Subscriber>`s in its routing tables and hands messages to them with
-/// [`Subscriber::offer`], which never blocks and never takes a lock.
+/// [`Subscriber::offer`], which never blocks (it takes no lock but the session queue's, for one
+/// push).
 pub struct Subscriber {
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) key: u64,
