@@ -60,6 +60,13 @@ impl BrokerBuilder {
         self
     }
 
+    /// Sets the prefix of generated `message-id`s ([`BrokerConfig::message_id_prefix`]): a
+    /// clustered backend gives each node its own, so ids are unique cluster-wide.
+    pub fn message_id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.message_id_prefix = prefix.into();
+        self
+    }
+
     /// Uses `authenticator` instead of [`AllowAll`].
     pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
         self.authenticator = Some(authenticator);

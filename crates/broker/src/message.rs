@@ -119,6 +119,41 @@ impl Message {
         }
     }
 
+    /// A message rebuilt from its parts as another broker node encoded them (a clustered
+    /// backend moving messages between nodes): `headers` are kept as given (they were filtered
+    /// when the message was first made; a dead letter's `original-destination`,
+    /// `dead-letter-reason` and `delivery-count` stay), `expires` is read from them again.
+    pub fn from_parts(
+        id: impl Into<ByteString>,
+        destination: impl Into<ByteString>,
+        kind: DestinationKind,
+        headers: Headers,
+        body: Bytes,
+        dead_letter: bool,
+    ) -> Message {
+        let id = id.into();
+        let destination = destination.into();
+        let mut size = body.len() + id.len() + destination.len() + 80;
+        let mut expires = None;
+        for h in &headers {
+            if !dead_letter && &*h.name == "expires" {
+                expires = parse_expires(&h.value).ok().flatten();
+            }
+            size += h.name.len() + h.value.len() + 2;
+        }
+        Message {
+            id,
+            destination,
+            kind,
+            headers,
+            body,
+            size_hint: size,
+            expires,
+            dead_letter,
+            encoded: Default::default(),
+        }
+    }
+
     /// This message as a dead letter sent to `destination`: same id, headers and body (shared,
     /// not copied), without `expires`, plus `original-destination` (where it was),
     /// `dead-letter-reason` and `delivery-count` (how many times consumers received it).

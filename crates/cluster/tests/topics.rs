@@ -1,0 +1,151 @@
+//! Topics and user destinations across nodes sharing one Redis.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Node, Redis, body, collect};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_message_reaches_every_subscriber_on_every_node_exactly_once() {
+    let redis = Redis::start();
+    let a = Node::start(&redis.url(), "a").await;
+    let b = Node::start(&redis.url(), "b").await;
+    let c = Node::start(&redis.url(), "c").await;
+    let mut a1 = a.client();
+    let mut b1 = b.client();
+    let mut b2 = b.client();
+    let mut c1 = c.client();
+    for (cl, id) in [
+        (&mut a1, "0"),
+        (&mut b1, "0"),
+        (&mut b2, "0"),
+        (&mut c1, "0"),
+    ] {
+        cl.subscribe(id, "/topic/news", "auto");
+    }
+    // A wildcard subscription beside an exact one on the same node: still once each.
+    b2.subscribe("1", "/topic/**", "auto");
+    for n in [&a, &b, &c] {
+        n.backend.sync().await;
+    }
+    let mut pa = a.client();
+    let mut pc = c.client();
+    for i in 0..50 {
+        pa.send("/topic/news", &format!("a{i}"));
+        pc.send("/topic/news", &format!("c{i}"));
+    }
+    // 100 messages: a1, b1, c1 once each, b2 twice (exact + wildcard subscription).
+    let got = collect(
+        &mut [&mut a1, &mut b1, &mut b2, &mut c1],
+        Duration::from_millis(300),
+        |n| n >= 500,
+    )
+    .await;
+    for (i, msgs) in got.iter().enumerate() {
+        let mut counts: HashMap<(String, String), usize> = HashMap::new();
+        for m in msgs {
+            let sub = m.get("subscription").unwrap_or("").to_owned();
+            *counts.entry((sub, body(m))).or_default() += 1;
+        }
+        let expected_subs = if i == 2 { 2 } else { 1 };
+        assert_eq!(msgs.len(), 100 * expected_subs, "client {i}");
+        assert!(counts.values().all(|&n| n == 1), "client {i}: a duplicate");
+    }
+    // Ids carry their node's prefix.
+    assert!(
+        got[1]
+            .iter()
+            .any(|m| m.get("message-id").unwrap().starts_with("a-"))
+    );
+    assert!(
+        got[1]
+            .iter()
+            .any(|m| m.get("message-id").unwrap().starts_with("c-"))
+    );
+    let s = a.backend.stats();
+    assert!(s.published >= 50, "{s:?}");
+    assert!(b.backend.stats().received >= 100);
+    for n in [&a, &b, &c] {
+        n.backend.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcards_match_across_nodes_and_unsubscribe_stops_delivery() {
+    let redis = Redis::start();
+    let a = Node::start(&redis.url(), "a").await;
+    let b = Node::start(&redis.url(), "b").await;
+    let mut sub = b.client();
+    sub.subscribe("w1", "/topic/stocks.*", "auto");
+    sub.subscribe("w2", "/topic/stocks/**", "auto");
+    b.backend.sync().await;
+    let mut p = a.client();
+    p.send("/topic/stocks.nyse", "1");
+    p.send("/topic/stocks/a/b", "2");
+    p.send("/topic/other", "3");
+    let got = collect(&mut [&mut sub], Duration::from_millis(300), |n| n >= 3).await;
+    let mut seen: Vec<(String, String)> = got[0]
+        .iter()
+        .map(|m| (m.get("subscription").unwrap().to_owned(), body(m)))
+        .collect();
+    seen.sort();
+    // stocks.nyse matches both patterns (segments split on . and /); stocks/a/b only **.
+    assert_eq!(
+        seen,
+        vec![
+            ("w1".to_owned(), "1".to_owned()),
+            ("w2".to_owned(), "1".to_owned()),
+            ("w2".to_owned(), "2".to_owned())
+        ]
+    );
+    sub.frame(
+        switchboard_stomp::Frame::new(switchboard_stomp::Command::Unsubscribe).header("id", "w1"),
+    );
+    sub.frame(
+        switchboard_stomp::Frame::new(switchboard_stomp::Command::Unsubscribe).header("id", "w2"),
+    );
+    b.backend.sync().await;
+    p.send("/topic/stocks.nyse", "4");
+    a.backend.sync().await;
+    let got = collect(&mut [&mut sub], Duration::from_millis(300), |_| false).await;
+    assert!(got[0].is_empty(), "{:?}", got[0]);
+    a.backend.shutdown().await;
+    b.backend.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_destinations_reach_the_users_sessions_on_any_node() {
+    let redis = Redis::start();
+    let a = Node::start(&redis.url(), "a").await;
+    let b = Node::start(&redis.url(), "b").await;
+    let mut alice_a = a.client_as("alice");
+    let mut alice_b = b.client_as("alice");
+    let mut bob_b = b.client_as("bob");
+    alice_a.subscribe("0", "/user/queue/replies", "auto");
+    alice_b.subscribe("0", "/user/queue/replies", "auto");
+    bob_b.subscribe("0", "/user/queue/replies", "auto");
+    a.backend.sync().await;
+    b.backend.sync().await;
+    let mut sender = a.client();
+    sender.send("/user/alice/queue/replies", "for alice");
+    let got = collect(
+        &mut [&mut alice_a, &mut alice_b, &mut bob_b],
+        Duration::from_millis(300),
+        |n| n >= 2,
+    )
+    .await;
+    assert_eq!(got[0].len(), 1);
+    assert_eq!(got[1].len(), 1);
+    assert!(got[2].is_empty());
+    assert_eq!(got[1][0].get("destination"), Some("/user/queue/replies"));
+    // The registry knows where alice is (refreshed by the heartbeat).
+    common::eventually("alice registered on both nodes", || {
+        let r = redis.cmd("ZRANGE sb:user:alice 0 -1");
+        r.contains("\r\na\r\n") && r.contains("\r\nb\r\n")
+    })
+    .await;
+    a.backend.shutdown().await;
+    b.backend.shutdown().await;
+}
