@@ -6,8 +6,11 @@ test starts one of its own with AOF. Destinations carry a per-test tag, so no te
 messages. Every wait is bounded; nothing asserts a wall-clock speed.
 """
 
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 import uuid
 
@@ -20,6 +23,7 @@ from cluster_proc import (
     probe_until_seen,
     wait_total,
 )
+from markdown_blocks import only_block
 from redis_proc import RedisServer
 
 CLAIM_IDLE_MS = 1000
@@ -265,3 +269,33 @@ def test_slow_consumer_on_one_node_does_not_hold_back_the_others(redis, nodes, t
         b.wait_health(200)
     finally:
         slow.close()
+
+
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "README.md")
+
+
+def test_readme_cluster_snippet_works_as_written(redis, nodes, tmp_path):
+    """README.md's ```py block ("Running a cluster") against two nodes; only the ports change."""
+    with open(README, encoding="utf-8") as f:
+        snippet = only_block(f.read(), "py")
+    a = nodes.start(redis.url, "a", claim_idle_ms=CLAIM_IDLE_MS)
+    b = nodes.start(redis.url, "b", claim_idle_ms=CLAIM_IDLE_MS)
+    for readme_port, node in (("61613", a), ("61614", b)):
+        old = '("127.0.0.1", %s)' % readme_port
+        assert snippet.count(old) == 1, "the README's cluster snippet no longer has %s" % old
+        snippet = snippet.replace(old, '("%s", %d)' % node.stomp)
+    script = tmp_path / "readme_cluster.py"
+    script.write_text(snippet, "utf-8")
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    report = "exit %d\nstdout:\n%s\nstderr:\n%s" % (run.returncode, run.stdout, run.stderr)
+    assert run.returncode == 0, report
+    lines = run.stdout.splitlines()
+    assert "/topic/greetings hello from node a" in lines, report
+    assert "/queue/jobs job 1" in lines, report

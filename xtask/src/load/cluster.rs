@@ -172,6 +172,9 @@ impl Backend {
     }
 
     fn cpu_seconds(&self) -> Option<f64> {
+        if self.servers().is_empty() {
+            return None;
+        }
         sum(self.servers().iter().map(|r| r.pid().and_then(cpu_seconds)))
     }
 
