@@ -146,7 +146,9 @@ impl Connection {
     /// [`Error::close_code`] is queued, the state becomes [`CloseState::Closed`], and the error
     /// is returned.
     pub fn receive(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
-        if self.state == CloseState::Closed {
+        // An empty buffer completes nothing (a frame without payload completes as soon as its
+        // header is decoded): skip the decoder, as a reader asks once more before every read.
+        if self.state == CloseState::Closed || buf.is_empty() {
             return Ok(None);
         }
         match self.decoder.decode(buf) {

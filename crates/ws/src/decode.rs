@@ -33,7 +33,8 @@ struct PartialFrame {
     opcode: Opcode,
     mask: Option<[u8; 4]>,
     len: usize,
-    /// Payload bytes already unmasked (and UTF-8 checked if `check_utf8`).
+    /// Payload bytes already unmasked and UTF-8 checked (`check_utf8` frames; others are
+    /// unmasked whole, when complete).
     done: usize,
     check_utf8: bool,
 }
@@ -50,9 +51,12 @@ struct PartialMessage {
 /// Decodes frames from a read buffer and assembles messages (RFC 6455 §5, RFC 7692 §6).
 ///
 /// * [`Decoder::decode`] takes bytes from the front of the buffer as frames complete and returns
-///   `Ok(None)` when it needs more; it never rescans: each payload byte is unmasked (and, for
-///   text, UTF-8 checked) exactly once, as soon as it arrives — so invalid UTF-8 fails fast even
-///   inside a partially received frame.
+///   `Ok(None)` when it needs more; it never rescans: each payload byte is unmasked exactly
+///   once. Uncompressed text is unmasked and UTF-8 checked as it arrives, so invalid UTF-8 fails
+///   fast even inside a partially received frame; other payloads (nothing to check byte by
+///   byte) are unmasked in one pass once the frame is whole.
+/// * Between messages, a whole unfragmented, uncompressed Text or Binary frame already in the
+///   buffer takes a short path without the partial-frame bookkeeping (same checks).
 /// * An unfragmented, uncompressed message's payload is `split_to(len).freeze()` of the read
 ///   buffer: no copy, no allocation.
 /// * Control frames may arrive between fragments and are returned at once.
@@ -167,11 +171,72 @@ impl Decoder {
         if self.failed {
             return Err(Error::Closed);
         }
+        if self.frame.is_none()
+            && self.msg.is_none()
+            && let Some(r) = self.decode_whole(buf)
+        {
+            if r.is_err() {
+                self.failed = true;
+            }
+            return r.map(Some);
+        }
         let r = self.decode_inner(buf);
         if r.is_err() {
             self.failed = true;
         }
         r
+    }
+
+    /// The common case, between messages: a whole unfragmented, uncompressed Text or Binary
+    /// frame with a 7- or 16-bit length, masked as the role requires and within the limits, is
+    /// already in `buf`. Decodes it without the partial-frame bookkeeping; `None` (nothing
+    /// consumed, nothing changed) leaves every other case, errors included, to the general path.
+    #[inline]
+    fn decode_whole(&mut self, buf: &mut BytesMut) -> Option<Result<Message, Error>> {
+        let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+        // FIN set, RSV bits clear, opcode Text or Binary
+        let text = match b0 {
+            0x81 => true,
+            0x82 => false,
+            _ => return None,
+        };
+        let masked = b1 & 0x80 != 0;
+        if masked != (self.role == Role::Server) {
+            return None;
+        }
+        let (len, hlen) = match b1 & 0x7f {
+            126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
+            127 => return None,
+            n => (n as usize, 2),
+        };
+        let hlen = if masked { hlen + 4 } else { hlen };
+        if buf.len() < hlen + len
+            || len > self.limits.max_frame_size
+            || len > self.limits.max_message_size
+        {
+            return None;
+        }
+        let (head, rest) = buf.split_at_mut(hlen);
+        let data = &mut rest[..len];
+        if masked {
+            let key = [
+                head[hlen - 4],
+                head[hlen - 3],
+                head[hlen - 2],
+                head[hlen - 1],
+            ];
+            apply_mask_offset(data, key, 0);
+        }
+        if text && crate::utf8::validate(data).is_err() {
+            return Some(Err(Error::InvalidUtf8));
+        }
+        let mut payload = buf.split_to(hlen + len).freeze();
+        payload.advance(hlen);
+        Some(Ok(if text {
+            Message::Text(Utf8Bytes::from_validated(payload))
+        } else {
+            Message::Binary(payload)
+        }))
     }
 
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
@@ -188,23 +253,27 @@ impl Decoder {
                 }
             };
             let avail = buf.len().min(f.len);
-            if avail > f.done {
-                if f.check_utf8 {
-                    // Unmask and validate block by block, so each block is validated while it is
-                    // still in L1 (and an invalid sequence stops the work early).
-                    let mut at = f.done;
-                    while at < avail {
-                        let end = avail.min(at + UTF8_BLOCK);
-                        let block = &mut buf[at..end];
-                        if let Some(k) = f.mask {
-                            apply_mask_offset(block, k, at);
-                        }
-                        if self.utf8.feed(block).is_err() {
-                            return Err(Error::InvalidUtf8);
-                        }
-                        at = end;
+            if f.check_utf8 && avail > f.done {
+                // Unmask and validate block by block, so each block is validated while it is
+                // still in L1 (and an invalid sequence stops the work early).
+                let mut at = f.done;
+                while at < avail {
+                    let end = avail.min(at + UTF8_BLOCK);
+                    let block = &mut buf[at..end];
+                    if let Some(k) = f.mask {
+                        apply_mask_offset(block, k, at);
                     }
-                } else if let Some(k) = f.mask {
+                    if self.utf8.feed(block).is_err() {
+                        return Err(Error::InvalidUtf8);
+                    }
+                    at = end;
+                }
+                f.done = avail;
+            } else if !f.check_utf8 && avail == f.len {
+                // Nothing to check as bytes arrive: unmask in one pass once the frame is whole
+                // (one call instead of one per read; 10 x 64 KiB echo, ~150 instructions less
+                // per message).
+                if let Some(k) = f.mask {
                     apply_mask_offset(&mut buf[f.done..avail], k, f.done);
                 }
                 f.done = avail;

@@ -113,6 +113,11 @@ impl OutQueue {
         }
     }
 
+    /// How many slices [`OutQueue::io_slices`] fills at most: the `Bytes` chunks and the tail.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len() + 1
+    }
+
     /// Fills `dst` with the queued chunks in order; returns how many slices were filled.
     pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
@@ -135,6 +140,14 @@ impl OutQueue {
 
     /// Drops `n` written bytes from the front.
     pub fn consume(&mut self, mut n: usize) {
+        if n >= self.len && self.chunks.is_empty() && self.pong_ends.is_empty() {
+            // Everything written, and it was all in the tail (small frames): start over at the
+            // front of the tail's allocation.
+            self.written += self.len as u64;
+            self.len = 0;
+            self.tail.clear();
+            return;
+        }
         n = n.min(self.len);
         self.len -= n;
         self.written += n as u64;
@@ -147,6 +160,11 @@ impl OutQueue {
                     front.advance(n);
                     n = 0;
                 }
+            } else if n == self.tail.len() {
+                // All written: keep writing from the start of the allocation, so the next push
+                // finds its capacity without `reserve` reclaiming the advanced-over front.
+                self.tail.clear();
+                n = 0;
             } else {
                 self.tail.advance(n);
                 n = 0;

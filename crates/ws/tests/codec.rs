@@ -494,3 +494,176 @@ fn protocol_error_queues_close_with_its_code() {
     assert_eq!(server.out().chunk(), &[0x88, 0x02, 0x03, 0xef]);
     assert_eq!(server.state(), CloseState::Closed);
 }
+
+/// Decodes `wire` fed one byte at a time (so no frame is ever whole in the buffer before its
+/// header is consumed: the general path) and all at once (whole frames: the short path).
+fn both_paths(
+    role: Role,
+    limits: Limits,
+    wire: &[u8],
+) -> (Result<Vec<Message>, String>, Result<Vec<Message>, String>) {
+    let whole = decode_all(&mut Decoder::new(role, limits), wire).map_err(|e| format!("{e:?}"));
+    let mut dec = Decoder::new(role, limits);
+    let mut buf = BytesMut::new();
+    let mut got = Vec::new();
+    let mut bytewise = Ok(());
+    'outer: for &b in wire {
+        buf.extend_from_slice(&[b]);
+        loop {
+            match dec.decode(&mut buf) {
+                Ok(Some(m)) => got.push(m),
+                Ok(None) => break,
+                Err(e) => {
+                    bytewise = Err(format!("{e:?}"));
+                    break 'outer;
+                }
+            }
+        }
+    }
+    (whole, bytewise.map(|()| got))
+}
+
+#[test]
+fn whole_frame_short_path_agrees_with_the_general_path() {
+    let small = Limits {
+        max_frame_size: 10,
+        ..Limits::default()
+    };
+    let small_msg = Limits {
+        max_message_size: 10,
+        ..Limits::default()
+    };
+    let long: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+    let text_long = "κόσμε ".repeat(40);
+    let cases: Vec<(Role, Limits, Vec<u8>, bool)> = vec![
+        // (role, limits, wire, decodes without error)
+        (
+            Role::Server,
+            Limits::default(),
+            frame(true, 2, b"0123456789abcdef", Some(KEY)),
+            true,
+        ),
+        (
+            Role::Server,
+            Limits::default(),
+            frame(true, 1, "κόσμε".as_bytes(), Some(KEY)),
+            true,
+        ),
+        (
+            Role::Server,
+            Limits::default(),
+            frame(true, 2, &long, Some(KEY)),
+            true,
+        ),
+        (
+            Role::Server,
+            Limits::default(),
+            frame(true, 1, text_long.as_bytes(), Some(KEY)),
+            true,
+        ),
+        (
+            Role::Server,
+            Limits::default(),
+            frame(true, 2, b"", Some(KEY)),
+            true,
+        ),
+        (
+            Role::Client,
+            Limits::default(),
+            frame(true, 2, &long, None),
+            true,
+        ),
+        (
+            Role::Client,
+            Limits::default(),
+            frame(true, 1, b"hi", None),
+            true,
+        ),
+        // invalid UTF-8, whole in the buffer
+        (
+            Role::Server,
+            Limits::default(),
+            frame(true, 1, &[b'a', 0xff, b'b'], Some(KEY)),
+            false,
+        ),
+        (
+            Role::Server,
+            Limits::default(),
+            frame(true, 1, &[0xce], Some(KEY)),
+            false,
+        ),
+        // masking by role
+        (
+            Role::Server,
+            Limits::default(),
+            frame(true, 2, b"x", None),
+            false,
+        ),
+        (
+            Role::Client,
+            Limits::default(),
+            frame(true, 2, b"x", Some(KEY)),
+            false,
+        ),
+        // limits below the frame's length
+        (
+            Role::Server,
+            small,
+            frame(true, 2, b"0123456789a", Some(KEY)),
+            false,
+        ),
+        (
+            Role::Server,
+            small_msg,
+            frame(true, 1, b"0123456789a", Some(KEY)),
+            false,
+        ),
+        (
+            Role::Server,
+            small,
+            frame(true, 2, b"0123456789", Some(KEY)),
+            true,
+        ),
+        // RSV1 without deflate, RSV2, and a compressed-looking frame
+        (
+            Role::Server,
+            Limits::default(),
+            {
+                let mut f = frame(true, 2, b"abc", Some(KEY));
+                f[0] |= 0x40;
+                f
+            },
+            false,
+        ),
+        (
+            Role::Server,
+            Limits::default(),
+            {
+                let mut f = frame(true, 1, b"abc", Some(KEY));
+                f[0] |= 0x20;
+                f
+            },
+            false,
+        ),
+    ];
+    for (i, (role, limits, wire, ok)) in cases.iter().enumerate() {
+        // twice in a row, and after a fragment (the short path must not apply mid-message)
+        let mut twice = wire.clone();
+        twice.extend_from_slice(wire);
+        let (whole, bytewise) = both_paths(*role, *limits, &twice);
+        assert_eq!(whole, bytewise, "case {i}");
+        assert_eq!(whole.is_ok(), *ok, "case {i}: {whole:?}");
+        if *ok {
+            assert_eq!(whole.unwrap().len(), 2, "case {i}");
+        }
+        let mask = (*role == Role::Server).then_some(KEY);
+        let mut after_fragment = frame(false, 2, b"part", mask);
+        after_fragment.extend_from_slice(wire);
+        let (whole, bytewise) = both_paths(*role, *limits, &after_fragment);
+        assert_eq!(whole, bytewise, "case {i} after a fragment");
+        assert!(
+            whole.is_err(),
+            "case {i}: a new message inside a fragmented one"
+        );
+    }
+}
