@@ -77,6 +77,16 @@ impl OutQueue {
         self.len += n;
     }
 
+    /// Appends a 2-byte header and its payload (at most 125 bytes) to the tail buffer.
+    #[inline]
+    fn push_short_frame(&mut self, hdr: [u8; 2], data: &[u8]) {
+        let n = 2 + data.len();
+        self.tail.reserve(n);
+        self.tail.extend_from_slice(&hdr);
+        self.tail.extend_from_slice(data);
+        self.len += n;
+    }
+
     /// Appends `n` bytes written by `f` into the tail buffer (masking in place, for example).
     fn push_with(&mut self, n: usize, f: impl FnOnce(&mut [u8])) {
         let start = self.tail.len();
@@ -305,6 +315,14 @@ impl Encoder {
             self.put(true, true, opcode, Payload::Slice(&buf), out);
             if buf.capacity() <= 256 << 10 {
                 self.scratch = buf;
+            }
+        } else if self.role == Role::Server && data.len() <= 125 {
+            // Unmasked with a 7-bit length: the header is two bytes (small echoes and chat
+            // messages, the common case for a server).
+            let hdr = [(fin as u8) << 7 | opcode as u8, data.len() as u8];
+            out.push_short_frame(hdr, data);
+            if opcode == Opcode::Pong {
+                out.mark_pong();
             }
         } else {
             self.put(fin, false, opcode, payload, out);

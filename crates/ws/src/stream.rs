@@ -267,7 +267,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
             if !settled && let Some(r) = self.poll_unsettled(cx) {
                 return r;
             }
-            match self.conn.receive(&mut self.rbuf) {
+            // An empty buffer decodes nothing: read first (as before every read, and after every
+            // message when nothing followed it).
+            let decoded = if self.rbuf.is_empty() {
+                Ok(None)
+            } else {
+                self.conn.receive(&mut self.rbuf)
+            };
+            match decoded {
                 Ok(Some(msg)) => {
                     if self.conn.state() == CloseState::Closed {
                         self.pending = Some(Ok(msg));
