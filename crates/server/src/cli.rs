@@ -58,6 +58,19 @@ pub struct Cli {
     /// net.core.somaxconn].
     #[arg(long, value_name = "N")]
     pub backlog: Option<u32>,
+    /// Cluster mode: share topics, queues and user destinations with every node using this
+    /// Redis (`redis://HOST:PORT[/DB]`, or comma-separated seeds; a Redis Cluster is
+    /// detected) [default: off, in-memory broker].
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+    /// This node's id in cluster mode (message-id prefix, queue consumer name) [default:
+    /// hostname-pid-xxxx].
+    #[arg(long, value_name = "NAME")]
+    pub node_id: Option<String>,
+    /// Cluster mode: idle time after which a dead node's unacknowledged queue messages are
+    /// claimed and redelivered by another node [default: 30000].
+    #[arg(long, value_name = "N")]
+    pub cluster_claim_idle_ms: Option<u64>,
     /// A subcommand instead of running the server.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -121,6 +134,15 @@ impl Cli {
         if let Some(n) = self.backlog {
             config.listeners.backlog = n;
         }
+        if let Some(url) = self.cluster {
+            config.cluster.url = Some(url);
+        }
+        if let Some(id) = self.node_id {
+            config.cluster.node_id = Some(id);
+        }
+        if let Some(ms) = self.cluster_claim_idle_ms {
+            config.cluster.claim_idle_ms = ms;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -174,6 +196,37 @@ mod tests {
         assert_eq!(c.listeners.backlog, 64);
         let cli = Cli::try_parse_from(["switchboard", "--backlog", "0"]).unwrap();
         assert!(cli.into_config().is_err());
+    }
+
+    #[test]
+    fn cluster_flags() {
+        let c = Cli::try_parse_from(["switchboard"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(c.cluster.url, None);
+        let cli = Cli::try_parse_from([
+            "switchboard",
+            "--cluster",
+            "redis://127.0.0.1:7000,redis://127.0.0.1:7001",
+            "--node-id",
+            "n2",
+            "--cluster-claim-idle-ms",
+            "1500",
+        ])
+        .unwrap();
+        let c = cli.into_config();
+        if cfg!(feature = "cluster") {
+            let c = c.unwrap();
+            assert_eq!(
+                c.cluster.url.as_deref(),
+                Some("redis://127.0.0.1:7000,redis://127.0.0.1:7001")
+            );
+            assert_eq!(c.cluster.node_id.as_deref(), Some("n2"));
+            assert_eq!(c.cluster.claim_idle_ms, 1500);
+        } else {
+            assert!(c.is_err());
+        }
     }
 
     #[test]

@@ -98,6 +98,24 @@
 //! actions = ["subscribe", "send"]
 //! allow = true
 //!
+//! [cluster]                      # several nodes sharing Redis act as one broker; off unless
+//!                                # `url` is set (`--cluster`); needs the `cluster` feature (default)
+//! url = "redis://127.0.0.1:6379" # or redis://HOST:PORT/DB, or seeds "redis://a:7000,redis://b:7001";
+//!                                # a Redis Cluster is detected
+//! # node_id = "..."              # default: hostname-pid-xxxx; prefixes message ids
+//! claim_idle_ms = 30000          # a dead node's unacked queue messages are claimed after this
+//! node_ttl_ms = 10000            # a node is dead once its liveness key is this old
+//! max_buffered = 10000           # queue SENDs held while Redis is unreachable
+//! publish_buffer = 65536         # topic messages waiting to be written (beyond: lost, counted)
+//! receive_buffer = 65536         # Pub/Sub messages waiting to be delivered
+//! read_batch = 128               # most entries read from a queue's stream at once
+//! poll_interval_ms = 1000        # queue readers re-check without a notification
+//! command_timeout_ms = 2000      # every Redis command
+//! health_interval_ms = 250       # PING period (/healthz, switchboard_cluster_up)
+//! reconnect_max_delay_ms = 2000  # reconnection backoff cap (from 50 ms, doubling)
+//! connect_timeout_ms = 5000      # the server does not start without Redis
+//! key_prefix = "sb"              # of every Redis key and channel
+//!
 //! [[queues]]                     # first matching pattern applies
 //! pattern = "/queue/jobs.*"
 //! max_length = 10000             # default limits.max_pending_per_queue
@@ -195,6 +213,8 @@ pub struct Config {
     pub acl: Vec<AclEntry>,
     /// Queue policies (`[[queues]]`), first matching pattern applies.
     pub queues: Vec<QueueEntry>,
+    /// Cluster mode (`[cluster]`): off unless `url` is set.
+    pub cluster: Cluster,
 }
 
 impl Default for Config {
@@ -214,6 +234,65 @@ impl Default for Config {
             auth: Auth::default(),
             acl: Vec::new(),
             queues: Vec::new(),
+            cluster: Cluster::default(),
+        }
+    }
+}
+
+/// `[cluster]`: nodes sharing a Redis (or a Redis Cluster) act as one broker. Every field has
+/// a default; cluster mode is on when `url` is set.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Cluster {
+    /// `redis://HOST:PORT[/DB]`, or comma-separated seeds. Default none (in-memory broker).
+    pub url: Option<String>,
+    /// This node's id (message-id prefix, consumer name). Default: `hostname-pid-xxxx`.
+    pub node_id: Option<String>,
+    /// Idle time after which another node claims a dead node's unacked queue messages.
+    /// Default 30 000.
+    pub claim_idle_ms: u64,
+    /// Lifetime of a node's liveness key. Default 10 000.
+    pub node_ttl_ms: u64,
+    /// Queue SENDs held while Redis is unreachable. Default 10 000.
+    pub max_buffered: usize,
+    /// Topic messages waiting to be written. Default 65 536.
+    pub publish_buffer: usize,
+    /// Pub/Sub messages waiting to be delivered. Default 65 536.
+    pub receive_buffer: usize,
+    /// Most entries read from a queue's stream at once. Default 128.
+    pub read_batch: usize,
+    /// Queue readers re-check this often without a notification. Default 1 000.
+    pub poll_interval_ms: u64,
+    /// Timeout of every Redis command. Default 2 000.
+    pub command_timeout_ms: u64,
+    /// Connection check period. Default 250.
+    pub health_interval_ms: u64,
+    /// Reconnection backoff cap. Default 2 000.
+    pub reconnect_max_delay_ms: u64,
+    /// How long to wait for Redis at start. Default 5 000.
+    pub connect_timeout_ms: u64,
+    /// Prefix of every Redis key and channel. Default `sb`.
+    pub key_prefix: String,
+}
+
+impl Default for Cluster {
+    fn default() -> Cluster {
+        Cluster {
+            url: None,
+            node_id: None,
+            claim_idle_ms: 30_000,
+            node_ttl_ms: 10_000,
+            max_buffered: 10_000,
+            publish_buffer: 65_536,
+            receive_buffer: 65_536,
+            read_batch: 128,
+            poll_interval_ms: 1_000,
+            command_timeout_ms: 2_000,
+            health_interval_ms: 250,
+            reconnect_max_delay_ms: 2_000,
+            connect_timeout_ms: 5_000,
+            key_prefix: "sb".to_owned(),
         }
     }
 }
@@ -797,6 +876,39 @@ impl Config {
                 "auth.backoff: max_failures, window_ms and delay_ms must be > 0".into(),
             ));
         }
+        let c = &self.cluster;
+        if c.url.is_some() {
+            if !cfg!(feature = "cluster") {
+                return Err(ConfigError::Invalid(
+                    "[cluster] url is set but this build has no `cluster` feature".into(),
+                ));
+            }
+            if c.claim_idle_ms == 0
+                || c.node_ttl_ms == 0
+                || c.max_buffered == 0
+                || c.publish_buffer == 0
+                || c.receive_buffer == 0
+                || c.read_batch == 0
+                || c.poll_interval_ms == 0
+                || c.command_timeout_ms == 0
+                || c.health_interval_ms == 0
+                || c.connect_timeout_ms == 0
+            {
+                return Err(ConfigError::Invalid(
+                    "[cluster]: every limit and interval must be > 0".into(),
+                ));
+            }
+            if c.key_prefix.is_empty() {
+                return Err(ConfigError::Invalid("cluster.key_prefix is empty".into()));
+            }
+            if let Some(id) = &c.node_id
+                && (id.is_empty() || id.contains(|ch: char| ch.is_whitespace() || ch == '|'))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.node_id `{id}`: must be non-empty, without spaces or `|`"
+                )));
+            }
+        }
         if self.limits.max_unacked == 0 {
             // A client-ack subscription could never receive anything.
             return Err(ConfigError::Invalid(
@@ -826,6 +938,25 @@ mod tests {
         assert_eq!(limits.max_transaction_bytes, 4096);
         let zero = Config::from_toml("[limits]\nmax_unacked = 0\n").unwrap();
         assert!(zero.validate().is_err());
+    }
+
+    #[test]
+    fn cluster_section_parses_with_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.cluster, Cluster::default());
+        assert_eq!(c.cluster.url, None);
+        let c = Config::from_toml(
+            "[cluster]\nurl = \"redis://127.0.0.1:6379\"\nnode_id = \"n1\"\nclaim_idle_ms = 500\n",
+        )
+        .unwrap();
+        assert_eq!(c.cluster.url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(c.cluster.node_id.as_deref(), Some("n1"));
+        assert_eq!(c.cluster.claim_idle_ms, 500);
+        assert_eq!(c.cluster.read_batch, 128);
+        assert_eq!(c.validate().is_ok(), cfg!(feature = "cluster"));
+        let bad = Config::from_toml("[cluster]\nurl = \"redis://h:1\"\nread_batch = 0\n").unwrap();
+        assert!(bad.validate().is_err());
+        assert!(Config::from_toml("[cluster]\nbogus = 1\n").is_err());
     }
 
     #[test]

@@ -150,10 +150,23 @@ async fn route(
         }
         (&Method::GET | &Method::HEAD, "/healthz") => {
             if shared.shutdown_signal().is_down() {
-                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-            } else {
-                text(StatusCode::OK, "ok\n")
+                return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
             }
+            #[cfg(feature = "cluster")]
+            if let Some(c) = &shared.cluster {
+                let h = c.health();
+                if !h.up {
+                    let reason = h.reason.unwrap_or_default().replace(['\r', '\n'], " ");
+                    let mut r = Response::new(full(format!("backend down: {reason}\n")));
+                    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                    return r;
+                }
+            }
+            text(StatusCode::OK, "ok\n")
         }
         (&Method::GET, "/metrics") => {
             let body = crate::render_metrics(&shared);

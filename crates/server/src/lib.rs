@@ -110,7 +110,69 @@ pub(crate) fn render_metrics(shared: &server::Shared) -> String {
         .collect();
     render_sockjs_metrics(&sockjs, &mut out);
     render_broker_metrics(&shared.broker.metrics(), &mut out);
+    #[cfg(feature = "cluster")]
+    if let Some(c) = &shared.cluster {
+        render_cluster_metrics(&c.stats(), &mut out);
+    }
     out
+}
+
+/// The Redis backend's gauges and counters (cluster mode only).
+#[cfg(feature = "cluster")]
+fn render_cluster_metrics(s: &switchboard_cluster::ClusterStats, out: &mut String) {
+    use metrics::family;
+    let gauges = [
+        (
+            "switchboard_cluster_up",
+            "1 while Redis is reachable, 0 while it is not.",
+            u64::from(s.up),
+        ),
+        (
+            "switchboard_cluster_buffered",
+            "Queue SENDs held until Redis is reachable.",
+            s.buffered as u64,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        family(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    let counters = [
+        (
+            "switchboard_cluster_reconnects_total",
+            "Times the connection to Redis came back after an outage.",
+            s.reconnects,
+        ),
+        (
+            "switchboard_cluster_published_total",
+            "Messages written to Redis (topic publishes and queue entries).",
+            s.published,
+        ),
+        (
+            "switchboard_cluster_received_total",
+            "Messages received from Redis (other nodes' topic messages, queue entries read).",
+            s.received,
+        ),
+        (
+            "switchboard_cluster_claimed_total",
+            "Queue entries claimed from nodes that are gone.",
+            s.claimed,
+        ),
+        (
+            "switchboard_cluster_lost_total",
+            "Topic messages not published (Redis down, buffer full) or not received (reader behind).",
+            s.lost,
+        ),
+        (
+            "switchboard_cluster_malformed_total",
+            "Entries from Redis that did not decode (skipped).",
+            s.malformed,
+        ),
+    ];
+    for (name, help, v) in counters {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
 }
 
 /// The SockJS transports, in the order `/metrics` lists them.

@@ -38,6 +38,10 @@ pub enum ServerError {
     /// The configuration is inconsistent.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// Cluster mode could not start (Redis unreachable at start, bad URL).
+    #[cfg(feature = "cluster")]
+    #[error(transparent)]
+    Cluster(#[from] switchboard_cluster::ClusterError),
 }
 
 /// The addresses the server actually listens on (ports resolved when the config said `:0`).
@@ -136,6 +140,9 @@ pub(crate) struct Shared {
     pub(crate) sockjs: Vec<SockJs>,
     /// The rendered demo page (when the chat app is on).
     pub(crate) page: Option<Bytes>,
+    /// The Redis backend in cluster mode (health and metrics).
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Option<Arc<switchboard_cluster::ClusterBackend>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -303,8 +310,19 @@ fn bind_one(
 impl Server {
     /// Validates the configuration, loads TLS material and binds every listener that is not
     /// `off`. Nothing is accepted until [`Server::run`]. The embedded broker is built from the
-    /// configuration ([`broker_builder`](crate::broker_builder)).
+    /// configuration ([`broker_builder`](crate::broker_builder)); with `[cluster] url` set
+    /// (`--cluster`), its backend is a [`ClusterBackend`](switchboard_cluster::ClusterBackend)
+    /// connected first (the server does not start if Redis does not answer).
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        config.validate()?;
+        #[cfg(feature = "cluster")]
+        if let Some(backend) = cluster_backend(&config).await? {
+            let broker = crate::session::broker_builder(&config)
+                .message_id_prefix(backend.message_id_prefix())
+                .backend(backend.clone())
+                .build();
+            return Server::bind_inner(config, broker, Some(backend)).await;
+        }
         let broker = crate::session::broker_builder(&config).build();
         Server::bind_with_broker(config, broker).await
     }
@@ -314,6 +332,20 @@ impl Server {
     /// (`.handler("/app/chat", ...)`), or another backend. The broker's own configuration
     /// (limits, heart-beats, prefixes) is used as it is.
     pub async fn bind_with_broker(config: Config, broker: Broker) -> Result<Server, ServerError> {
+        Server::bind_inner(
+            config,
+            broker,
+            #[cfg(feature = "cluster")]
+            None,
+        )
+        .await
+    }
+
+    async fn bind_inner(
+        config: Config,
+        broker: Broker,
+        #[cfg(feature = "cluster")] cluster: Option<Arc<switchboard_cluster::ClusterBackend>>,
+    ) -> Result<Server, ServerError> {
         config.validate()?;
         let (http_tls, stomp_tls_acceptor) = match &config.tls {
             Some(files) => (
@@ -350,6 +382,8 @@ impl Server {
             metrics: ServerMetrics::default(),
             connections: Connections::default(),
             broker,
+            #[cfg(feature = "cluster")]
+            cluster,
             shutdown: rx,
         });
         Ok(Server {
@@ -468,6 +502,12 @@ impl Server {
                 "shutdown grace period over; dropping remaining connections"
             ),
         }
+        // Flush what the sessions handed to Redis (bounded); unacked queue entries stay
+        // pending there and other nodes claim them.
+        #[cfg(feature = "cluster")]
+        if let Some(c) = &shared.cluster {
+            c.shutdown().await;
+        }
         drop(shutdown_tx);
     }
 }
@@ -538,6 +578,49 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, kind: Kind) {
             }
         }
     }
+}
+
+/// The cluster backend `[cluster]` asks for, connected; `None` without a URL.
+#[cfg(feature = "cluster")]
+async fn cluster_backend(
+    config: &Config,
+) -> Result<Option<Arc<switchboard_cluster::ClusterBackend>>, ServerError> {
+    use switchboard_cluster::{ClusterBackend, ClusterConfig};
+    let c = &config.cluster;
+    let Some(url) = &c.url else {
+        return Ok(None);
+    };
+    let node_id = c
+        .node_id
+        .clone()
+        .unwrap_or_else(switchboard_cluster::generated_node_id);
+    let ms = Duration::from_millis;
+    let mut cc = ClusterConfig::new(url.clone(), node_id);
+    cc.claim_idle = ms(c.claim_idle_ms);
+    cc.node_ttl = ms(c.node_ttl_ms);
+    cc.max_buffered = c.max_buffered;
+    cc.publish_buffer = c.publish_buffer;
+    cc.receive_buffer = c.receive_buffer;
+    cc.read_batch = c.read_batch;
+    cc.poll_interval = ms(c.poll_interval_ms);
+    cc.command_timeout = ms(c.command_timeout_ms);
+    cc.health_interval = ms(c.health_interval_ms);
+    cc.reconnect_max_delay = ms(c.reconnect_max_delay_ms);
+    cc.connect_timeout = ms(c.connect_timeout_ms);
+    cc.key_prefix = c.key_prefix.clone();
+    // What the backend needs of the broker's configuration: queue policies (redeliveries,
+    // dead letters); prefixes and the clock are the defaults the server uses too.
+    let broker_config = switchboard_broker::BrokerConfig {
+        queues: crate::auth::queue_policies(config)?,
+        ..switchboard_broker::BrokerConfig::default()
+    };
+    let backend = ClusterBackend::connect(cc, &broker_config).await?;
+    info!(
+        node = backend.node_id(),
+        mode = backend.mode().as_str(),
+        "cluster mode"
+    );
+    Ok(Some(Arc::new(backend)))
 }
 
 async fn serve_stomp_tls(
