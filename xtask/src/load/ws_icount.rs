@@ -4,7 +4,7 @@
 //! ```text
 //! cargo xtask load ws --icount [--points 16x10,125x100,65536x10] [--short 1] [--long 4]
 //!                              [--only switchboard,tokio-websockets,fastwebsockets]
-//!                              [--baseline PATH] [--markdown]
+//!                              [--baseline PATH] [--text] [--markdown]
 //! ```
 //!
 //! For every point (message size x connections) and server it runs the server twice under
@@ -15,6 +15,7 @@
 //! trips(short)): start-up, handshakes and shutdown cancel out. Instruction counts do not move
 //! with the load of a shared machine the way wall-clock time does; kernel time is not in them.
 //!
+//! `--text` sends text messages (every server then validates UTF-8) instead of binary ones.
 //! `--baseline PATH` adds another build of the `echo_server` example (say, one built at an
 //! earlier commit and copied away) as a `baseline` column, so before and after are counted in
 //! the same run. The callgrind files stay under `target/xtask/load/icount/` for
@@ -24,14 +25,14 @@ use super::{Pin, free_port, parse_list, result_fields, table, target_dir};
 use crate::Result;
 use crate::process::Process;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 pub(super) const USAGE: &str = "\
 usage: cargo xtask load ws --icount [--points 16x10,125x100,65536x10] [--short 1] [--long 4]
                                     [--only switchboard,tokio-websockets,fastwebsockets,tungstenite]
-                                    [--baseline PATH] [--markdown]";
+                                    [--baseline PATH] [--text] [--markdown]";
 
 /// The servers `--icount` knows (tungstenite runs a thread per connection: slow under valgrind,
 /// so it is only counted when asked for with `--only`).
@@ -50,6 +51,7 @@ struct Args {
     long: u32,
     servers: Vec<&'static str>,
     baseline: Option<PathBuf>,
+    text: bool,
     markdown: bool,
 }
 
@@ -79,6 +81,7 @@ fn parse(args: &[String]) -> Result<Args> {
         long: 4,
         servers: DEFAULT.to_vec(),
         baseline: None,
+        text: false,
         markdown: false,
     };
     let mut it = args.iter();
@@ -90,6 +93,7 @@ fn parse(args: &[String]) -> Result<Args> {
         match arg.as_str() {
             "--icount" => {}
             "--markdown" => a.markdown = true,
+            "--text" => a.text = true,
             "--points" => a.points = parse_points(value()?)?,
             "--short" => a.short = value()?.parse()?,
             "--long" => a.long = value()?.parse()?,
@@ -112,19 +116,33 @@ fn callgrind_total(text: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// What every run shares.
+struct Ctx {
+    pin: Pin,
+    text: bool,
+    wsload: PathBuf,
+    dir: PathBuf,
+}
+
 /// One server run under callgrind: (instructions, round trips).
 fn run_once(
-    pin: &Pin,
+    ctx: &Ctx,
     server: &[String],
     name: &'static str,
     (size, conns): (usize, usize),
     secs: u32,
-    wsload: &Path,
-    dir: &Path,
 ) -> Result<(u64, u64)> {
+    let Ctx {
+        pin,
+        text,
+        wsload,
+        dir,
+    } = ctx;
+    let text = *text;
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
-    let stem = format!("{name}-{size}-{conns}-{secs}s");
+    let kind = if text { "text" } else { "binary" };
+    let stem = format!("{name}-{kind}-{size}-{conns}-{secs}s");
     let out = dir.join(format!("{stem}.callgrind"));
     let _ = std::fs::remove_file(&out);
     let mut cmd = pin.command(Pin::SERVER_CPU, "valgrind");
@@ -134,7 +152,7 @@ fn run_once(
         .arg(&addr);
     let mut srv = Process::spawn(name, &mut cmd, &dir.join(format!("{stem}.server.log")))?;
     srv.wait_for_port(port)?;
-    let load_args: Vec<String> = vec![
+    let mut load_args: Vec<String> = vec![
         "--conns".into(),
         conns.to_string(),
         "--size".into(),
@@ -146,8 +164,11 @@ fn run_once(
         // connecting 100 clients to a server under valgrind takes a while
         "--connect-timeout".into(),
         "60".into(),
-        format!("ws://{addr}/"),
     ];
+    if text {
+        load_args.push("--text".into());
+    }
+    load_args.push(format!("ws://{addr}/"));
     let log = dir.join(format!("{stem}.wsload.log"));
     let mut load = Process::spawn(
         "wsload",
@@ -210,16 +231,21 @@ pub(super) fn run(args: &[String]) -> Result {
         servers.push((name, cmd));
     }
 
-    let wsload = release.join("wsload");
+    let ctx = Ctx {
+        pin,
+        text: a.text,
+        wsload: release.join("wsload"),
+        dir,
+    };
     let mut rows: Vec<Vec<Option<f64>>> = Vec::new();
     for &point in &a.points {
         let mut row = Vec::new();
         for (name, cmd) in &servers {
-            let short = run_once(&pin, cmd, name, point, a.short, &wsload, &dir);
+            let short = run_once(&ctx, cmd, name, point, a.short);
             let long = short
                 .as_ref()
                 .ok()
-                .map(|_| run_once(&pin, cmd, name, point, a.long, &wsload, &dir));
+                .map(|_| run_once(&ctx, cmd, name, point, a.long));
             row.push(match (short, long) {
                 (Ok((i1, m1)), Some(Ok((i2, m2)))) if m2 > m1 && i2 > i1 => {
                     Some((i2 - i1) as f64 / (m2 - m1) as f64)
@@ -236,7 +262,7 @@ pub(super) fn run(args: &[String]) -> Result {
         }
         rows.push(row);
     }
-    print!("{}", render(&a, &pin, &servers, &rows));
+    print!("{}", render(&a, &ctx.pin, &servers, &rows));
     Ok(())
 }
 
@@ -249,9 +275,10 @@ fn render(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\nuser-space instructions per echo round trip (callgrind; (I({long} s) - I({short} s)) / \
-         (round trips({long} s) - round trips({short} s))), {}; (Nx) = that server / switchboard, \
-         > 1 means switchboard runs fewer",
+        "\nuser-space instructions per echo round trip of a {} message (callgrind; (I({long} s) - \
+         I({short} s)) / (round trips({long} s) - round trips({short} s))), {}; (Nx) = that \
+         server / switchboard, > 1 means switchboard runs fewer",
+        if a.text { "text" } else { "binary" },
         match pin.server_cpu() {
             Some(cpu) => format!(
                 "servers under valgrind pinned to CPU {cpu} (taskset -c {cpu}), wsload to CPU {}",
@@ -295,13 +322,14 @@ mod tests {
     #[test]
     fn parses_flags() {
         let a = parse(&args(
-            "--icount --points 16x1,65536x10 --short 2 --long 5 --only fastwebsockets --baseline /tmp/e",
+            "--icount --points 16x1,65536x10 --short 2 --long 5 --only fastwebsockets --baseline /tmp/e --text",
         ))
         .unwrap();
         assert_eq!(a.points, vec![(16, 1), (65536, 10)]);
         assert_eq!((a.short, a.long), (2, 5));
         assert_eq!(a.servers, vec!["fastwebsockets"]);
         assert_eq!(a.baseline, Some(PathBuf::from("/tmp/e")));
+        assert!(a.text);
         let d = parse(&args("--icount")).unwrap();
         assert_eq!(d.points, vec![(16, 10), (125, 100), (65536, 10)]);
         assert_eq!(d.servers, DEFAULT);
