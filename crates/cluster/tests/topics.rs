@@ -149,3 +149,51 @@ async fn user_destinations_reach_the_users_sessions_on_any_node() {
     a.backend.shutdown().await;
     b.backend.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_on_one_node_does_not_slow_the_others() {
+    let redis = Redis::start();
+    let mut small = switchboard_broker::BrokerConfig::default();
+    small.limits.outbound_max_frames = 1024;
+    let a = Node::start(&redis.url(), "a").await;
+    let b = Node::start_with(common::config(&redis.url(), "b"), small).await;
+    // On b: one client that never reads, one that does; on a: one that does.
+    let mut slow = b.client();
+    slow.subscribe("0", "/topic/firehose", "auto");
+    let mut fast_b = b.client();
+    fast_b.subscribe("0", "/topic/firehose", "auto");
+    let mut fast_a = a.client();
+    fast_a.subscribe("0", "/topic/firehose", "auto");
+    a.backend.sync().await;
+    b.backend.sync().await;
+    let mut p = a.client();
+    let n = 4000;
+    let mut got = [0usize; 2];
+    for i in 0..n {
+        p.send("/topic/firehose", &format!("{i}"));
+        if i % 8 == 0 {
+            // The fast ones keep up (as a socket would drain); the slow one never reads.
+            got[0] += fast_a.take().len();
+            got[1] += fast_b.take().len();
+            tokio::task::yield_now().await;
+        }
+    }
+    let rest = collect(
+        &mut [&mut fast_a, &mut fast_b],
+        Duration::from_millis(300),
+        |t| got[0] + got[1] + t >= 2 * n,
+    )
+    .await;
+    got[0] += rest[0].len();
+    got[1] += rest[1].len();
+    assert_eq!(got, [n, n]);
+    // The slow one was cut off by its own outbound limit (slow-consumer policy), alone.
+    let mut out = bytes::BytesMut::new();
+    while let Some(f) = slow.session.poll_transmit(std::time::Instant::now()) {
+        f.write_to(&mut out);
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("message:Slow consumer"), "{text}");
+    a.backend.shutdown().await;
+    b.backend.shutdown().await;
+}
