@@ -13,6 +13,8 @@
 //!                                  [--only switchboard,rabbitmq,activemq] [--markdown]
 //! cargo xtask load stomp --compare --open-loop [--rates 10000,50000] [--conns 1000] [--secs S]
 //!                                  [--warmup W] [--only ...] [--markdown]
+//! cargo xtask load stomp --compare --backlog 10000[,N...] [--only ...] [--markdown]
+//! (every --compare form also takes --baseline PATH: an older `switchboard` binary as a column)
 //! cargo xtask load idle [--conns N] [--transports tcp,ws] [--heart-beat MS] [--hold S] [--baseline PATH]
 //! cargo xtask load sockjs --compare|--idle [...]   (see load/sockjs.rs)
 //! ```
@@ -69,6 +71,7 @@
 //! thread-per-connection server gets more slices than a 2-thread runtime), while CPU per
 //! message says how much work the server does for each one.
 
+mod backlog;
 mod cluster;
 mod idle;
 mod sockjs;
@@ -95,6 +98,8 @@ usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rat
                                         [--only switchboard,rabbitmq,activemq] [--markdown]
        cargo xtask load stomp --compare --open-loop [--rates 10000,50000] [--conns 1000]
                                         [--secs S] [--warmup W] [--only ...] [--markdown]
+       cargo xtask load stomp --compare --backlog 10000[,N...] [--only ...] [--markdown]
+       (load stomp --compare also takes --baseline PATH: an older switchboard binary)
        cargo xtask load idle [--conns N] [--transports tcp,ws] [--heart-beat MS] [--hold SECS] [--baseline PATH]
        cargo xtask load sockjs --compare [--secs S] [--warmup W] [--rounds R] [--sizes 16,1024] [--windows 1,16]
                                          [--sessions-list 1,100] [--transports websocket,xhr-streaming]
@@ -167,6 +172,14 @@ fn start_switchboard(
     let mut p = Process::spawn("switchboard", &mut cmd, &logs.join("switchboard.log"))?;
     p.wait_for_port(port)?;
     Ok(p)
+}
+
+/// The numeric value of `flag` in `args`, 0 when absent.
+fn stomp_flag(args: &[String], flag: &str) -> u64 {
+    args.windows(2)
+        .find(|w| w[0] == flag)
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(0)
 }
 
 /// Seconds a `stompload` run may take: its phases plus slack for connecting and draining.
@@ -828,6 +841,10 @@ struct StompCompareArgs {
     open_loop: bool,
     rates: Vec<f64>,
     conns: usize,
+    /// `--backlog N,...`: drain a queue of `N` waiting messages instead (see `load/backlog.rs`).
+    backlog: Option<Vec<usize>>,
+    /// `--baseline PATH`: an older `switchboard` binary, run as the `baseline` column.
+    baseline: Option<PathBuf>,
 }
 
 fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
@@ -841,6 +858,8 @@ fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
         open_loop: false,
         rates: OPEN_RATES.to_vec(),
         conns: OPEN_CONNS,
+        backlog: None,
+        baseline: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -862,12 +881,28 @@ fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
                     .collect()
             }
             "--conns" => c.conns = value()?.parse()?,
+            "--backlog" => c.backlog = Some(parse_list(value()?)?),
+            "--baseline" => c.baseline = Some(PathBuf::from(value()?)),
             "--only" => c.brokers = select_known("--only", "broker", value()?, BROKERS)?,
             other => return Err(format!("unexpected argument `{other}`\n{USAGE}").into()),
         }
     }
     if !(c.secs > 0.0 && c.secs <= 3600.0 && (0.0..=600.0).contains(&c.warmup)) {
         return Err("--secs must be in (0, 3600] and --warmup in [0, 600]".into());
+    }
+    if let Some(path) = &c.baseline {
+        if !path.is_file() {
+            return Err(format!("--baseline {}: no such file", path.display()).into());
+        }
+        // Right after switchboard (or first), so before/after sit side by side.
+        let at = usize::from(c.brokers.first() == Some(&"switchboard"));
+        c.brokers.insert(at, "baseline");
+    }
+    if c.backlog
+        .as_ref()
+        .is_some_and(|b| b.contains(&0))
+    {
+        return Err("--backlog: every count must be at least 1".into());
     }
     if c.rates.iter().any(|r| *r < 1.0) || c.conns < 2 {
         return Err("--rates must be at least 1 msg/s and --conns at least 2".into());
@@ -1053,10 +1088,11 @@ fn run_stompload(
     cmd.args(&args);
     let mut p = Process::spawn("stompload", &mut cmd, log)?;
     let budget = stompload_budget(&args)
-        + if args.first().is_some_and(|a| a == "open") {
-            Duration::from_secs(120)
-        } else {
-            Duration::ZERO
+        + match args.first().map(String::as_str) {
+            Some("open") => Duration::from_secs(120),
+            // A backlog drain: up to 200 µs per message (stompload's own bound).
+            Some("drain") => Duration::from_micros(200) * stomp_flag(&args, "--messages") as u32,
+            _ => Duration::ZERO,
         };
     let ok = p.wait(budget);
     drop(p);
@@ -1110,7 +1146,11 @@ fn stomp_compare(args: &[String]) -> Result {
             None => {
                 let port = free_port()?;
                 let addr = format!("127.0.0.1:{port}");
-                let process = start_switchboard(&server_bin, "off", &addr, port, Some(&pin))?;
+                let bin = match (&c.baseline, name) {
+                    (Some(path), "baseline") => path,
+                    _ => &server_bin,
+                };
+                let process = start_switchboard(bin, "off", &addr, port, Some(&pin))?;
                 Target::Ours { process, port }
             }
         };
@@ -1120,6 +1160,9 @@ fn stomp_compare(args: &[String]) -> Result {
             started.elapsed()
         );
         targets.push((name, target));
+    }
+    if let Some(backlog) = &c.backlog {
+        return backlog::run(&c, &pin, &stompload, &logs, targets, &command, backlog);
     }
     if c.open_loop {
         return open_loop_compare(&c, &pin, &stompload, &logs, targets, &command);
@@ -1583,9 +1626,12 @@ fn render_stomp(
             Some(r) => format!("{:.0}", r.delivered_per_sec),
         }));
         if ours && c.brokers.len() > 1 {
+            // A `--baseline` build is ours too, not a peer.
             let best_peer = cells[1..]
                 .iter()
-                .flatten()
+                .zip(&c.brokers[1..])
+                .filter(|(_, b)| **b != "baseline")
+                .filter_map(|(r, _)| r.as_ref())
                 .map(|r| r.delivered_per_sec)
                 .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
             row.push(match (&cells[0], best_peer) {

@@ -8,6 +8,8 @@
 //! stompload open [--rate R] [--conns N] [--size BYTES] [--secs S] [--warmup W] [--prefix P]
 //!                [--login L] [--passcode P] [--threads T] HOST:PORT
 //! stompload idle --conns N --pid PID [--ws] [--heart-beat MS] [--hold SECS] ADDR
+//! stompload drain [--messages N] [--size BYTES] [--ack auto|client-individual] [--dest DEST]
+//!                 [--login L] [--passcode P] HOST:PORT
 //! ```
 //!
 //! **Throughput** (the first form): `S` subscribers subscribe to `DEST` (default `/topic/load`:
@@ -52,6 +54,9 @@
 //! two intervals or more) unless every connection got at least one heart-beat from the server.
 //! The resident memory after that message is reported too (what traffic left behind).
 //!
+//! **Backlog drain** (`drain`): see [`drain`](mod@drain): `N` messages queued first, then one
+//! default consumer drains them; fails unless all arrive in order without an ERROR.
+//!
 //! Each form prints a summary and one machine-readable `RESULT ...` line for `cargo xtask load`
 //! (`all_published`/`all_delivered` count the warm-up too, for CPU-per-message figures).
 //! Everything is bounded: each connect and each wait for a frame by [`IO_TIMEOUT`], the whole
@@ -81,7 +86,12 @@ const USAGE: &str = "usage: stompload [--pubs P] [--subs S] [--size BYTES] [--se
 [--ack auto|client-individual] HOST:PORT[,HOST:PORT...]\n       \
 stompload open [--rate R] [--conns N] [--size BYTES] [--secs S] [--warmup W] [--prefix P] \
 [--login L] [--passcode P] [--threads T] HOST:PORT\n       \
-stompload idle --conns N --pid PID [--ws] [--heart-beat MS] [--hold SECS] ADDR";
+stompload idle --conns N --pid PID [--ws] [--heart-beat MS] [--hold SECS] ADDR\n       \
+stompload drain [--messages N] [--size BYTES] [--ack auto|client-individual] [--dest DEST] \
+[--login L] [--passcode P] HOST:PORT";
+
+#[path = "stompload/drain.rs"]
+mod drain;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T = ()> = std::result::Result<T, Error>;
@@ -1396,6 +1406,7 @@ enum Job {
     Throughput(Args),
     Open(OpenArgs),
     Idle(IdleArgs),
+    Drain(drain::DrainArgs),
 }
 
 fn main() {
@@ -1403,6 +1414,7 @@ fn main() {
     let job = match argv.first().map(String::as_str) {
         Some("idle") => parse_idle(&argv[1..]).map(Job::Idle),
         Some("open") => parse_open(&argv[1..]).map(Job::Open),
+        Some("drain") => drain::parse_drain(&argv[1..]).map(Job::Drain),
         _ => parse_args(&argv).map(Job::Throughput),
     }
     .unwrap_or_else(|e| exit_with(e));
@@ -1424,6 +1436,7 @@ fn main() {
             1,
             IO_TIMEOUT * (a.conns as u32 + 60) + a.hold + LIVENESS_WAIT + RUN_SLACK,
         ),
+        Job::Drain(a) => (1, drain::budget(a) + RUN_SLACK),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -1435,6 +1448,7 @@ fn main() {
             Job::Throughput(a) => throughput(a).await,
             Job::Open(a) => open_loop(a).await,
             Job::Idle(a) => idle(a).await,
+            Job::Drain(a) => drain::drain(a).await,
         }
     };
     match rt.block_on(async { timeout(budget, run).await }) {
