@@ -145,6 +145,7 @@ impl Connection {
     /// code), both by queueing frames in [`Connection::out`]. On a protocol error a Close with
     /// [`Error::close_code`] is queued, the state becomes [`CloseState::Closed`], and the error
     /// is returned.
+    #[inline]
     pub fn receive(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
         // An empty buffer completes nothing (a frame without payload completes as soon as its
         // header is decoded): skip the decoder, as a reader asks once more before every read.
@@ -153,27 +154,8 @@ impl Connection {
         }
         match self.decoder.decode(buf) {
             Ok(Some(msg)) => {
-                match &msg {
-                    Message::Ping(p)
-                        if self.auto_pong
-                            && self.state == CloseState::Open
-                            && self.out.pending_pongs() < self.max_pending_pongs =>
-                    {
-                        self.encoder
-                            .encode(Opcode::Pong, Payload::Shared(p), &mut self.out)?;
-                    }
-                    Message::Close(frame) => {
-                        if self.state == CloseState::Open {
-                            let payload = close_payload(frame.as_ref());
-                            self.encoder.encode(
-                                Opcode::Close,
-                                Payload::Slice(&payload),
-                                &mut self.out,
-                            )?;
-                        }
-                        self.state = CloseState::Closed;
-                    }
-                    _ => {}
+                if !msg.is_data() {
+                    self.answer_control(&msg)?;
                 }
                 Ok(Some(msg))
             }
@@ -183,6 +165,31 @@ impl Connection {
                 Err(e)
             }
         }
+    }
+
+    /// Queues the automatic answer to a received control frame: a Pong for a Ping (if
+    /// auto-pong is on and few are queued), the Close reply; a Close ends the handshake.
+    fn answer_control(&mut self, msg: &Message) -> Result<(), Error> {
+        match msg {
+            Message::Ping(p)
+                if self.auto_pong
+                    && self.state == CloseState::Open
+                    && self.out.pending_pongs() < self.max_pending_pongs =>
+            {
+                self.encoder
+                    .encode(Opcode::Pong, Payload::Shared(p), &mut self.out)?;
+            }
+            Message::Close(frame) => {
+                if self.state == CloseState::Open {
+                    let payload = close_payload(frame.as_ref());
+                    self.encoder
+                        .encode(Opcode::Close, Payload::Slice(&payload), &mut self.out)?;
+                }
+                self.state = CloseState::Closed;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Fails the connection for `err`: queues a Close with its code (if one applies and none was

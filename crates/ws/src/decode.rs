@@ -138,6 +138,7 @@ impl Decoder {
     /// let n = dec.reserve_read(&mut buf, 16 << 10);
     /// assert!(n == 16 << 10 && buf.capacity() - buf.len() >= n);
     /// ```
+    #[inline]
     pub fn reserve_read(&self, buf: &mut BytesMut, read_size: usize) -> usize {
         let read_size = read_size.max(1);
         match self.frame {
@@ -167,6 +168,7 @@ impl Decoder {
     /// `Ok(None)` means "need more bytes"; consumed bytes are removed from `buf`, and a partial
     /// frame's header is consumed too (the decoder remembers it). `Err` fails the connection:
     /// close with [`Error::close_code`].
+    #[inline]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
         if self.failed {
             return Err(Error::Closed);
@@ -180,6 +182,13 @@ impl Decoder {
             }
             return r.map(Some);
         }
+        self.decode_general(buf)
+    }
+
+    /// Every frame the short path leaves: partial frames, fragments, control frames, deflate,
+    /// 64-bit lengths, and every error.
+    #[inline(never)]
+    fn decode_general(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
         let r = self.decode_inner(buf);
         if r.is_err() {
             self.failed = true;

@@ -273,6 +273,7 @@ impl Encoder {
     /// Encodes one unfragmented frame (a whole message) into `out`.
     ///
     /// Control frames must carry at most 125 bytes ([`Error::InvalidInput`] otherwise).
+    #[inline]
     pub fn encode(
         &mut self,
         opcode: Opcode,
@@ -285,6 +286,7 @@ impl Encoder {
     /// Encodes one frame with an explicit FIN bit (for sending a message in fragments: the first
     /// frame with `Text`/`Binary`, then `Continuation`s, the last with `fin`). Fragmented frames
     /// are never compressed.
+    #[inline]
     pub fn encode_frame(
         &mut self,
         fin: bool,
@@ -302,20 +304,7 @@ impl Encoder {
             && matches!(opcode, Opcode::Text | Opcode::Binary)
             && self.deflater.as_ref().is_some_and(|d| d.wants(data.len()));
         if compress {
-            let mut buf = std::mem::take(&mut self.scratch);
-            buf.clear();
-            let r = match &mut self.deflater {
-                Some(d) => d.compress(data, &mut buf),
-                None => Ok(()),
-            };
-            if let Err(e) = r {
-                self.scratch = buf;
-                return Err(e);
-            }
-            self.put(true, true, opcode, Payload::Slice(&buf), out);
-            if buf.capacity() <= 256 << 10 {
-                self.scratch = buf;
-            }
+            self.encode_compressed(opcode, data, out)?;
         } else if self.role == Role::Server && data.len() <= 125 {
             // Unmasked with a 7-bit length: the header is two bytes (small echoes and chat
             // messages, the common case for a server).
@@ -326,6 +315,30 @@ impl Encoder {
             }
         } else {
             self.put(fin, false, opcode, payload, out);
+        }
+        Ok(())
+    }
+
+    /// Compresses `data` and queues it as one frame with RSV1 set.
+    fn encode_compressed(
+        &mut self,
+        opcode: Opcode,
+        data: &[u8],
+        out: &mut OutQueue,
+    ) -> Result<(), Error> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let r = match &mut self.deflater {
+            Some(d) => d.compress(data, &mut buf),
+            None => Ok(()),
+        };
+        if let Err(e) = r {
+            self.scratch = buf;
+            return Err(e);
+        }
+        self.put(true, true, opcode, Payload::Slice(&buf), out);
+        if buf.capacity() <= 256 << 10 {
+            self.scratch = buf;
         }
         Ok(())
     }
