@@ -164,8 +164,8 @@ class Nodes:
 
 
 class Client(stomp.ConnectionListener):
-    """A stomp.py connection (STOMP 1.2, heart-beats off) that records every MESSAGE, RECEIPT
-    and ERROR, with bounded waits."""
+    """A stomp.py connection (STOMP 1.2: `Connection12`, heart-beats off) that records every
+    MESSAGE, RECEIPT and ERROR, with bounded waits."""
 
     def __init__(self, node, name):
         self.name = name
@@ -173,7 +173,7 @@ class Client(stomp.ConnectionListener):
         self.messages = []  # (headers, body) in arrival order
         self.receipts = set()
         self.errors = []
-        self.conn = stomp.Connection([node.stomp], heartbeats=(0, 0), reconnect_attempts_max=1)
+        self.conn = stomp.Connection12([node.stomp], heartbeats=(0, 0), reconnect_attempts_max=1)
         self.conn.set_listener("", self)
         self.conn.connect(wait=True)
         self._receipt = 0

@@ -250,9 +250,9 @@ def test_slow_consumer_on_one_node_does_not_hold_back_the_others(redis, nodes, t
         for f in fast:
             f.subscribe(dest)
         publisher = nodes.client(b, "pb")
-        count, pad = 6000, "x" * 1024
+        count, pad = 5000, "x" * 4096
         for i in range(count):
-            publisher.send(dest, "pb:%d:%s" % (i, pad), receipt=(i % 500 == 499))
+            publisher.send(dest, "pb:%d:%s" % (i, pad), receipt=(i % 250 == 249))
         for f in fast:
             f.wait_count(count, timeout=120.0)
         time.sleep(0.5)
