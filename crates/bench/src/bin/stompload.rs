@@ -10,6 +10,7 @@
 //! stompload idle --conns N --pid PID [--ws] [--heart-beat MS] [--hold SECS] ADDR
 //! stompload drain [--messages N] [--size BYTES] [--ack auto|client-individual] [--dest DEST]
 //!                 [--login L] [--passcode P] HOST:PORT
+//! stompload burst [--conns N] [--login L] [--passcode P] [--threads T] HOST:PORT
 //! ```
 //!
 //! **Throughput** (the first form): `S` subscribers subscribe to `DEST` (default `/topic/load`:
@@ -57,6 +58,10 @@
 //! **Backlog drain** (`drain`): see [`drain`](mod@drain): `N` messages queued first, then one
 //! default consumer drains them; fails unless all arrive in order without an ERROR.
 //!
+//! **Connect burst** (`burst`): see [`burst`](mod@burst): `N` clients connect at one instant
+//! (SYN retries, listen-queue drops), then all CONNECT at once and are held; fails unless all
+//! `N` get CONNECTED.
+//!
 //! Each form prints a summary and one machine-readable `RESULT ...` line for `cargo xtask load`
 //! (`all_published`/`all_delivered` count the warm-up too, for CPU-per-message figures).
 //! Everything is bounded: each connect and each wait for a frame by [`IO_TIMEOUT`], the whole
@@ -88,7 +93,11 @@ stompload open [--rate R] [--conns N] [--size BYTES] [--secs S] [--warmup W] [--
 [--login L] [--passcode P] [--threads T] HOST:PORT\n       \
 stompload idle --conns N --pid PID [--ws] [--heart-beat MS] [--hold SECS] ADDR\n       \
 stompload drain [--messages N] [--size BYTES] [--ack auto|client-individual] [--dest DEST] \
-[--login L] [--passcode P] HOST:PORT";
+[--login L] [--passcode P] HOST:PORT\n       \
+stompload burst [--conns N] [--login L] [--passcode P] [--threads T] HOST:PORT";
+
+#[path = "stompload/burst.rs"]
+mod burst;
 
 #[path = "stompload/drain.rs"]
 mod drain;
@@ -1407,6 +1416,7 @@ enum Job {
     Open(OpenArgs),
     Idle(IdleArgs),
     Drain(drain::DrainArgs),
+    Burst(burst::BurstArgs),
 }
 
 fn main() {
@@ -1415,6 +1425,7 @@ fn main() {
         Some("idle") => parse_idle(&argv[1..]).map(Job::Idle),
         Some("open") => parse_open(&argv[1..]).map(Job::Open),
         Some("drain") => drain::parse_drain(&argv[1..]).map(Job::Drain),
+        Some("burst") => burst::parse_burst(&argv[1..]).map(Job::Burst),
         _ => parse_args(&argv).map(Job::Throughput),
     }
     .unwrap_or_else(|e| exit_with(e));
@@ -1437,6 +1448,7 @@ fn main() {
             IO_TIMEOUT * (a.conns as u32 + 60) + a.hold + LIVENESS_WAIT + RUN_SLACK,
         ),
         Job::Drain(a) => (1, drain::budget(a) + RUN_SLACK),
+        Job::Burst(a) => (a.threads, burst::budget(a) + RUN_SLACK),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -1449,6 +1461,7 @@ fn main() {
             Job::Open(a) => open_loop(a).await,
             Job::Idle(a) => idle(a).await,
             Job::Drain(a) => drain::drain(a).await,
+            Job::Burst(a) => burst::burst(a).await,
         }
     };
     match rt.block_on(async { timeout(budget, run).await }) {
