@@ -135,6 +135,8 @@ struct Row {
     node_ms_per_1000: Option<f64>,
     /// Redis CPU milliseconds per 1000 deliveries, all masters together.
     redis_ms_per_1000: Option<f64>,
+    /// Redis CPU microseconds per published message.
+    redis_us_per_publish: Option<f64>,
     /// Bytes Redis received / sent per published message.
     redis_in_per_publish: Option<f64>,
     redis_out_per_publish: Option<f64>,
@@ -366,6 +368,10 @@ fn measure(
         errors: r.errors,
         node_ms_per_1000: per_1000(node_before, node_after),
         redis_ms_per_1000: per_1000(redis_before, redis_after),
+        redis_us_per_publish: redis_before
+            .zip(redis_after)
+            .filter(|_| r.all_published > 0)
+            .map(|(b, a)| (a - b) * 1e6 / r.all_published as f64),
         redis_in_per_publish: per_publish(|t| t.0),
         redis_out_per_publish: per_publish(|t| t.1),
         load: crate::chart::load_average()
@@ -402,6 +408,7 @@ fn render(
             "p99 µs",
             "node CPU ms / 1000 deliveries",
             "Redis CPU ms / 1000 deliveries",
+            "Redis CPU µs / publish",
             "Redis bytes in / out per publish",
             "load avg",
         ]
@@ -419,6 +426,7 @@ fn render(
                 "-".into(),
                 "-".into(),
                 "-".into(),
+                "-".into(),
             ]),
             Some(r) => {
                 let errors = if r.errors > 0 {
@@ -428,8 +436,9 @@ fn render(
                 };
                 row.push(format!("{:.0}{errors}", r.delivered_per_sec));
                 row.push(format!("{:.0}", r.p99_us));
-                row.push(opt(r.node_ms_per_1000, 1));
-                row.push(opt(r.redis_ms_per_1000, 1));
+                row.push(opt(r.node_ms_per_1000, 2));
+                row.push(opt(r.redis_ms_per_1000, 2));
+                row.push(opt(r.redis_us_per_publish, 1));
                 row.push(match (r.redis_in_per_publish, r.redis_out_per_publish) {
                     (Some(i), Some(o)) => format!("{i:.0} / {o:.0}"),
                     _ => "-".into(),
@@ -487,6 +496,42 @@ mod tests {
         assert!(parse(&s(&["--size", "1"])).is_err());
         assert!(parse(&s(&["--bogus"])).is_err());
         assert!(parse(&s(&["--secs"])).is_err());
+    }
+
+    #[test]
+    fn failed_and_measured_rows_have_every_column() {
+        let a = Args {
+            secs: 1.0,
+            warmup: 0.0,
+            size: 128,
+            markdown: true,
+        };
+        let ok = Row {
+            delivered_per_sec: 1000.0,
+            node_ms_per_1000: Some(1.234),
+            redis_in_per_publish: Some(10.0),
+            redis_out_per_publish: Some(20.0),
+            load: "0.5".into(),
+            ..Row::default()
+        };
+        let results = vec![
+            (SHAPES[0], Setup::InMemory, Some(ok)),
+            (SHAPES[1], Setup::RedisCluster, None),
+        ];
+        let out = render(&a, &Pin::detect(), "cmd", "date", &results);
+        let rows: Vec<&str> = out.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(rows.len(), 4);
+        let columns = rows[0].matches('|').count();
+        assert!(
+            rows.iter().all(|r| r.matches('|').count() == columns),
+            "{out}"
+        );
+        assert!(
+            rows[2].contains("| 1000 |")
+                && rows[2].contains("| 1.23 |")
+                && rows[2].contains("10 / 20")
+        );
+        assert!(rows[3].contains("| failed |"));
     }
 
     #[test]
