@@ -14,6 +14,7 @@
 //! cargo xtask load stomp --compare --open-loop [--rates 10000,50000] [--conns 1000] [--secs S]
 //!                                  [--warmup W] [--only ...] [--markdown]
 //! cargo xtask load stomp --compare --backlog 10000[,N...] [--only ...] [--markdown]
+//! cargo xtask load stomp --compare --burst 2000,10001 [--only ...] [--markdown]
 //! (every --compare form also takes --baseline PATH: an older `switchboard` binary as a column)
 //! cargo xtask load idle [--conns N] [--transports tcp,ws] [--heart-beat MS] [--hold S] [--baseline PATH]
 //! cargo xtask load sockjs --compare|--idle [...]   (see load/sockjs.rs)
@@ -72,6 +73,7 @@
 //! message says how much work the server does for each one.
 
 mod backlog;
+mod burst;
 mod cluster;
 mod idle;
 mod sockjs;
@@ -99,6 +101,7 @@ usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rat
        cargo xtask load stomp --compare --open-loop [--rates 10000,50000] [--conns 1000]
                                         [--secs S] [--warmup W] [--only ...] [--markdown]
        cargo xtask load stomp --compare --backlog 10000[,N...] [--only ...] [--markdown]
+       cargo xtask load stomp --compare --burst 2000,10001 [--only ...] [--markdown]
        (load stomp --compare also takes --baseline PATH: an older switchboard binary)
        cargo xtask load idle [--conns N] [--transports tcp,ws] [--heart-beat MS] [--hold SECS] [--baseline PATH]
        cargo xtask load sockjs --compare [--secs S] [--warmup W] [--rounds R] [--sizes 16,1024] [--windows 1,16]
@@ -843,6 +846,8 @@ struct StompCompareArgs {
     conns: usize,
     /// `--backlog N,...`: drain a queue of `N` waiting messages instead (see `load/backlog.rs`).
     backlog: Option<Vec<usize>>,
+    /// `--burst N,...`: `N` clients connect at once instead (see `load/burst.rs`).
+    burst: Option<Vec<usize>>,
     /// `--baseline PATH`: an older `switchboard` binary, run as the `baseline` column.
     baseline: Option<PathBuf>,
 }
@@ -859,6 +864,7 @@ fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
         rates: OPEN_RATES.to_vec(),
         conns: OPEN_CONNS,
         backlog: None,
+        burst: None,
         baseline: None,
     };
     let mut it = args.iter();
@@ -882,6 +888,7 @@ fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
             }
             "--conns" => c.conns = value()?.parse()?,
             "--backlog" => c.backlog = Some(parse_list(value()?)?),
+            "--burst" => c.burst = Some(parse_list(value()?)?),
             "--baseline" => c.baseline = Some(PathBuf::from(value()?)),
             "--only" => c.brokers = select_known("--only", "broker", value()?, BROKERS)?,
             other => return Err(format!("unexpected argument `{other}`\n{USAGE}").into()),
@@ -898,11 +905,10 @@ fn parse_stomp_compare(args: &[String]) -> Result<StompCompareArgs> {
         let at = usize::from(c.brokers.first() == Some(&"switchboard"));
         c.brokers.insert(at, "baseline");
     }
-    if c.backlog
-        .as_ref()
-        .is_some_and(|b| b.contains(&0))
+    if c.backlog.as_ref().is_some_and(|b| b.contains(&0))
+        || c.burst.as_ref().is_some_and(|b| b.contains(&0))
     {
-        return Err("--backlog: every count must be at least 1".into());
+        return Err("--backlog and --burst: every count must be at least 1".into());
     }
     if c.rates.iter().any(|r| *r < 1.0) || c.conns < 2 {
         return Err("--rates must be at least 1 msg/s and --conns at least 2".into());
@@ -1160,6 +1166,9 @@ fn stomp_compare(args: &[String]) -> Result {
             started.elapsed()
         );
         targets.push((name, target));
+    }
+    if let Some(burst) = &c.burst {
+        return burst::run(&c, &pin, &stompload, &logs, targets, burst);
     }
     if let Some(backlog) = &c.backlog {
         return backlog::run(&c, &pin, &stompload, &logs, targets, &command, backlog);
