@@ -140,6 +140,45 @@ struct Transaction {
 
 /// SEND authorization decisions a session remembers (distinct destinations) before starting
 /// over.
+/// The STOMP versions a session may negotiate: a set of bits rather than a `Vec` (no
+/// allocation, 1 byte instead of 24 in every session).
+#[derive(Clone, Copy, Debug)]
+struct VersionSet(u8);
+
+impl VersionSet {
+    const ALL: [Version; 3] = [Version::V1_0, Version::V1_1, Version::V1_2];
+
+    fn of(versions: impl IntoIterator<Item = Version>) -> VersionSet {
+        let mut bits = 0;
+        for v in versions {
+            if let Some(i) = Self::ALL.iter().position(|a| *a == v) {
+                bits |= 1 << i;
+            }
+        }
+        VersionSet(bits)
+    }
+
+    /// The versions, oldest first.
+    fn to_vec(self) -> Vec<Version> {
+        (0..Self::ALL.len())
+            .filter(|i| self.0 & (1 << i) != 0)
+            .map(|i| Self::ALL[i])
+            .collect()
+    }
+}
+
+/// A session's open transactions.
+#[derive(Default)]
+struct Transactions {
+    open: HashMap<ByteString, Transaction>,
+    /// Bytes buffered in all of them (bounded by `max_transaction_bytes`).
+    bytes: usize,
+}
+
+/// SEND authorization decisions per destination, at most [`SEND_ACCESS_CACHE`].
+#[derive(Default)]
+struct SendAccess(HashMap<Box<str>, bool>);
+
 const SEND_ACCESS_CACHE: usize = 256;
 
 /// What a buffered frame is charged against `max_transaction_bytes`.
@@ -174,7 +213,7 @@ pub struct Session {
     state: State,
     counted: bool,
     version: Option<Version>,
-    allowed_versions: Vec<Version>,
+    allowed_versions: VersionSet,
     principal: Option<Principal>,
     user: ByteString,
     /// A credential from the transport (`set_token`), for the authenticator.
@@ -183,13 +222,13 @@ pub struct Session {
     auth_deadline: Option<Instant>,
     /// SEND authorization decisions per destination (only with an authorizer; bounded, cleared
     /// on re-authentication).
-    send_access: HashMap<Box<str>, bool>,
+    /// (Boxed, and only once a SEND was authorized: most sessions never need it.)
+    send_access: Option<Box<SendAccess>>,
     subs: Subs,
     next_key: u64,
     next_seq: u64,
-    transactions: HashMap<ByteString, Transaction>,
-    /// Bytes buffered in all open transactions (bounded by `max_transaction_bytes`).
-    transaction_bytes: usize,
+    /// Open transactions; boxed, and only while one is open.
+    transactions: Option<Box<Transactions>>,
     /// Frames the session produced itself, and deliveries that were queued before them (so a
     /// RECEIPT follows the MESSAGEs its frame caused), in send order.
     control: VecDeque<Outgoing>,
@@ -239,11 +278,8 @@ impl Session {
             broker.config.slow_consumer,
         );
         let allowed_versions = match options.versions {
-            Some(v) => v
-                .into_iter()
-                .filter(|v| broker.config.versions.contains(v))
-                .collect(),
-            None => broker.config.versions.clone(),
+            Some(v) => VersionSet::of(v.into_iter().filter(|v| broker.config.versions.contains(v))),
+            None => VersionSet::of(broker.config.versions.iter().copied()),
         };
         let connect_deadline = now + broker.config.connect_timeout;
         let mut session = Session {
@@ -259,12 +295,11 @@ impl Session {
             principal: None,
             token: None,
             auth_deadline: None,
-            send_access: HashMap::new(),
+            send_access: None,
             subs: Subs::default(),
             next_key: 1,
             next_seq: 1,
-            transactions: HashMap::new(),
-            transaction_bytes: 0,
+            transactions: None,
             control: VecDeque::new(),
             heart_in: None,
             heart_out: None,
@@ -387,7 +422,7 @@ impl Session {
         }
         self.auth_deadline = self.deadline_of(principal.as_ref(), now)?;
         self.principal = principal;
-        self.send_access.clear();
+        self.send_access = None;
         // Permissions follow the credentials: a subscription the new principal may not make
         // (e.g. a refreshed token with fewer grants) ends the session.
         if self.broker.authorizer.is_some() {
@@ -438,7 +473,9 @@ impl Session {
             return Ok(());
         };
         let cached = if action == Action::Send {
-            self.send_access.get(destination).copied()
+            self.send_access
+                .as_ref()
+                .and_then(|m| m.0.get(destination).copied())
         } else {
             None
         };
@@ -452,10 +489,11 @@ impl Session {
                     pattern,
                 });
                 if action == Action::Send {
-                    if self.send_access.len() >= SEND_ACCESS_CACHE {
-                        self.send_access.clear();
+                    let cache = &mut self.send_access.get_or_insert_with(Default::default).0;
+                    if cache.len() >= SEND_ACCESS_CACHE {
+                        cache.clear();
                     }
-                    self.send_access.insert(destination.into(), a);
+                    cache.insert(destination.into(), a);
                 }
                 a
             }
@@ -837,7 +875,10 @@ impl Session {
     }
 
     fn on_connect(&mut self, frame: &Frame, now: Instant) -> Result<Reply, StompError> {
-        let version = negotiate_version(header_of(frame, "accept-version"), &self.allowed_versions);
+        let version = negotiate_version(
+            header_of(frame, "accept-version"),
+            &self.allowed_versions.to_vec(),
+        );
         let Some(version) = version else {
             return Err(StompError::new(
                 ErrorKind::UnsupportedVersion,
@@ -909,9 +950,7 @@ impl Session {
     }
 
     fn supported_versions(&self) -> String {
-        let mut v = self.allowed_versions.clone();
-        v.sort();
-        version_list(&v)
+        version_list(&self.allowed_versions.to_vec())
     }
 
     fn on_send(&mut self, frame: Frame) -> Result<Reply, StompError> {
@@ -1251,13 +1290,15 @@ impl Session {
         let size = match &op {
             TxOp::Send(f) | TxOp::Ack { frame: f, .. } => buffered_size(f),
         };
-        let total = self.transaction_bytes;
-        let Some(t) = self.transactions.get_mut(tx) else {
-            return Err(StompError::new(
+        let unknown = || {
+            StompError::new(
                 ErrorKind::UnknownTransaction,
                 format!("no open transaction '{tx}'"),
-            ));
+            )
         };
+        let txs = self.transactions.as_deref_mut().ok_or_else(unknown)?;
+        let total = txs.bytes;
+        let t = txs.open.get_mut(tx).ok_or_else(unknown)?;
         if t.ops.len() >= max_frames {
             return Err(StompError::new(
                 ErrorKind::Limit,
@@ -1274,19 +1315,30 @@ impl Session {
         }
         t.ops.push(op);
         t.bytes += size;
-        self.transaction_bytes += size;
+        txs.bytes += size;
         Ok(())
     }
 
     /// Closes transaction `tx` (COMMIT or ABORT) and returns what it buffered.
     fn take_transaction(&mut self, tx: &ByteString) -> Result<Transaction, StompError> {
-        let t = self.transactions.remove(tx).ok_or_else(|| {
-            StompError::new(
+        let txs = self.transactions.as_deref_mut();
+        let Some(t) = txs.and_then(|txs| {
+            let t = txs.open.remove(tx)?;
+            txs.bytes = txs.bytes.saturating_sub(t.bytes);
+            Some(t)
+        }) else {
+            return Err(StompError::new(
                 ErrorKind::UnknownTransaction,
                 format!("no open transaction '{tx}'"),
-            )
-        })?;
-        self.transaction_bytes = self.transaction_bytes.saturating_sub(t.bytes);
+            ));
+        };
+        if self
+            .transactions
+            .as_ref()
+            .is_some_and(|t| t.open.is_empty())
+        {
+            self.transactions = None;
+        }
         Ok(t)
     }
 
@@ -1294,20 +1346,21 @@ impl Session {
         let Some(tx) = shared(frame, "transaction") else {
             return Err(StompError::missing("BEGIN", "transaction"));
         };
-        if self.transactions.contains_key(&tx) {
+        let open = self.transactions.get_or_insert_with(Default::default);
+        if open.open.contains_key(&tx) {
             return Err(StompError::new(
                 ErrorKind::DuplicateTransaction,
                 format!("transaction '{tx}' is already open"),
             ));
         }
         let limit = self.broker.config.limits.max_transactions_per_session;
-        if self.transactions.len() >= limit {
+        if open.open.len() >= limit {
             return Err(StompError::new(
                 ErrorKind::Limit,
                 format!("at most {limit} open transactions per connection"),
             ));
         }
-        self.transactions.insert(tx, Transaction::default());
+        open.open.insert(tx, Transaction::default());
         Ok(Reply::Receipt)
     }
 
@@ -1520,8 +1573,7 @@ impl Session {
     /// back unseen), unacknowledged queue messages redelivered, transactions aborted.
     fn detach(&mut self) {
         self.outbox.close();
-        self.transactions.clear();
-        self.transaction_bytes = 0;
+        self.transactions = None;
         for st in self.subs.values() {
             st.sub.deactivate();
         }

@@ -10,7 +10,7 @@ use switchboard_broker::{
     AclAuthorizer, AppMapping, Broker, BrokerBuilder, BrokerConfig, CloseReason, EncodedFrame,
     ErrorKind, HeartBeat, OutboundSignal, Session, SessionOptions,
 };
-use switchboard_stomp::{Limits as StompLimits, Parsed, Parser, Version};
+use switchboard_stomp::{Limits as StompLimits, ParseError, Parsed, Parser, Version};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -94,8 +94,15 @@ pub(crate) fn stomp_limits(config: &Config) -> StompLimits {
 /// A parser and a broker session, wired together. Transports move bytes in and frames out.
 pub(crate) struct StompConnection {
     session: Session,
-    parser: Parser,
-    version_set: bool,
+    /// The STOMP parser, only while part of a frame is buffered: between frames a connection
+    /// holds none (a parser is ~190 bytes plus the scratch space its last frame's headers left,
+    /// and an idle connection is nearly always between frames). A new one starts with the
+    /// negotiated version and the configured limits.
+    parser: Option<Box<Parser>>,
+    /// Bytes of the stream consumed so far, and where the current parser started: parse errors
+    /// report stream offsets, as one parser for the whole connection would.
+    consumed: usize,
+    parser_base: usize,
     peer: SocketAddr,
     /// Input is ignored once the session has failed or is closing.
     input_closed: bool,
@@ -116,8 +123,9 @@ impl StompConnection {
         debug!(%peer, transport = transport.label(), session = session.id(), "session opened");
         StompConnection {
             session,
-            parser: Parser::before_connect(stomp_limits(config)),
-            version_set: false,
+            parser: Some(Box::new(Parser::before_connect(stomp_limits(config)))),
+            consumed: 0,
+            parser_base: 0,
             peer,
             input_closed: false,
         }
@@ -131,6 +139,11 @@ impl StompConnection {
         }
     }
 
+    /// The peer's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     /// The broker session id.
     pub(crate) fn id(&self) -> &str {
         self.session.id()
@@ -142,27 +155,39 @@ impl StompConnection {
     }
 
     /// Parses every complete frame in `buf` and hands it to the session. Consumed bytes are
-    /// removed from `buf`; a partial frame stays for the next call.
-    pub(crate) fn receive(&mut self, buf: &mut BytesMut, now: Instant) {
+    /// removed from `buf`; a partial frame stays for the next call. `config` gives the parser
+    /// limits when a new parser is needed.
+    pub(crate) fn receive(&mut self, buf: &mut BytesMut, now: Instant, config: &Config) {
         let now = now.into_std();
         if self.input_closed {
             buf.clear();
             return;
         }
         self.session.note_activity(now);
+        let len_before = buf.len();
+        let mut parser = match self.parser.take() {
+            Some(p) => p,
+            None => {
+                self.parser_base = self.consumed;
+                let mut p = Box::new(Parser::before_connect(stomp_limits(config)));
+                if let Some(v) = self.session.version() {
+                    p.set_version(v);
+                }
+                p
+            }
+        };
         loop {
-            match self.parser.parse(buf) {
+            match parser.parse(buf) {
                 Ok(None) => break,
                 Ok(Some(Parsed::HeartBeat)) => {}
                 Ok(Some(Parsed::Frame(frame))) => {
                     // The authenticator reads the peer's address for its back-off.
                     let session = &mut self.session;
                     crate::auth::with_peer(self.peer.ip(), || session.handle_frame(frame, now));
-                    if !self.version_set
+                    if parser.version().is_none()
                         && let Some(v) = self.session.version()
                     {
-                        self.parser.set_version(v);
-                        self.version_set = true;
+                        parser.set_version(v);
                     }
                     if self.session.close_reason().is_some() || self.session.is_closed() {
                         // ERROR or DISCONNECT: the client must not send more; ignore the rest.
@@ -172,14 +197,19 @@ impl StompConnection {
                     }
                 }
                 Err(e) => {
-                    debug!(peer = %self.peer, session = self.session.id(), error = %e, "unparsable input");
-                    self.session
-                        .protocol_error(e.error_message(), &e.to_string());
+                    let detail = stream_error(&e, self.parser_base);
+                    debug!(peer = %self.peer, session = self.session.id(), error = %detail, "unparsable input");
+                    self.session.protocol_error(e.error_message(), &detail);
                     self.input_closed = true;
                     buf.clear();
                     break;
                 }
             }
+        }
+        self.consumed += len_before - buf.len();
+        // Between frames the parser holds nothing worth keeping: drop it (and its scratch).
+        if !buf.is_empty() && !self.input_closed {
+            self.parser = Some(parser);
         }
     }
 
@@ -255,9 +285,77 @@ impl StompConnection {
     }
 }
 
+/// A parse error as text, its offset made a stream offset (`base` = the stream offset of the
+/// parser's first byte): the text one parser for the whole connection would give.
+fn stream_error(e: &ParseError, base: usize) -> String {
+    let text = e.to_string();
+    let local = format!("{} at byte {}", e.error_message(), e.offset());
+    match text.strip_prefix(&local) {
+        Some(rest) => format!(
+            "{} at byte {}{rest}",
+            e.error_message(),
+            base.saturating_add(e.offset())
+        ),
+        None => text,
+    }
+}
+
 impl Drop for StompConnection {
     fn drop(&mut self) {
         self.session.transport_closed();
         debug!(peer = %self.peer, session = self.session.id(), reason = ?self.session.close_reason(), "session closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(config: &Config) -> (Broker, StompConnection) {
+        let broker = broker_builder(config).build();
+        let conn = StompConnection::new(
+            &broker,
+            config,
+            Transport::Tcp,
+            "127.0.0.1:9".parse().unwrap(),
+            None,
+            Instant::now(),
+        );
+        (broker, conn)
+    }
+
+    fn sent(conn: &mut StompConnection) -> String {
+        let mut out = String::new();
+        while let Some(f) = conn.poll_transmit(Instant::now()) {
+            out.push_str(&String::from_utf8_lossy(&f.to_bytes()));
+        }
+        out
+    }
+
+    #[test]
+    fn parser_only_while_a_frame_is_partial_and_errors_keep_stream_offsets() {
+        let config = Config::default();
+        let (_broker, mut conn) = connection(&config);
+        let connect = &b"CONNECT\naccept-version:1.2\nhost:/\n\n\0"[..];
+        let mut buf = BytesMut::from(connect);
+        conn.receive(&mut buf, Instant::now(), &config);
+        assert!(sent(&mut conn).starts_with("CONNECTED\n"));
+        assert!(conn.parser.is_none(), "no parser between frames");
+        // Half a frame: the parser stays with it; the rest completes it.
+        let send = &b"SEND\ndestination:/topic/a\n\nhi\0"[..];
+        let mut buf = BytesMut::from(&send[..10]);
+        conn.receive(&mut buf, Instant::now(), &config);
+        assert!(conn.parser.is_some(), "a partial frame keeps its parser");
+        buf.extend_from_slice(&send[10..]);
+        conn.receive(&mut buf, Instant::now(), &config);
+        assert!(buf.is_empty() && conn.parser.is_none());
+        // A fresh parser with the negotiated version (1.2 allows CR LF line ends), and an error
+        // reported at its offset in the whole stream, as one parser would.
+        let mut buf = BytesMut::from(&b"\r\nBOGUS\n\n\0"[..]);
+        conn.receive(&mut buf, Instant::now(), &config);
+        let error = sent(&mut conn);
+        let at = connect.len() + send.len() + 2;
+        assert!(error.starts_with("ERROR\n"), "{error}");
+        assert!(error.contains(&format!("at byte {at}")), "{error}");
     }
 }

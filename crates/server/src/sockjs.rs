@@ -203,7 +203,7 @@ async fn serve(conn: Connection, shared: Arc<Shared>, slot: ConnectionSlot) {
             m = conn.recv() => match m {
                 Some(text) => {
                     inbound.extend_from_slice(text.as_bytes());
-                    stomp.receive(&mut inbound, Instant::now());
+                    stomp.receive(&mut inbound, Instant::now(), &shared.config);
                     shrink_idle(&mut inbound);
                 }
                 None => {

@@ -145,7 +145,7 @@ where
                 Ok(n) => {
                     sizer.after_read(n, room);
                     shared.metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                    conn.receive(&mut buf, Instant::now());
+                    conn.receive(&mut buf, Instant::now(), &shared.config);
                 }
                 Err(e) => {
                     debug!(%peer, session = conn.id(), error = %e, "read failed");
