@@ -8,8 +8,10 @@ use crate::utf8::Utf8Validator;
 use crate::{CloseCode, Error, Limits, Role};
 use bytes::{Buf, Bytes, BytesMut};
 
-/// Text payloads are unmasked and UTF-8-checked in blocks of this size.
-const UTF8_BLOCK: usize = 8 << 10;
+/// Text payloads are unmasked and UTF-8-checked in blocks of this size: small enough to be
+/// validated while still in L1, large enough that per-block costs stay small (8 KiB blocks cost
+/// ~1.5k more instructions per 10 x 64 KiB text echo round trip).
+const UTF8_BLOCK: usize = 32 << 10;
 
 /// How much of a frame's claimed length [`Decoder::reserve_read`] reserves before any of it
 /// arrived; beyond that, room for at most [`CLAIM_GROWTH`] times the bytes received.
