@@ -54,8 +54,8 @@ pub struct Cli {
     /// hard value: the limit minus max(256, limit/32) [e.g. 19375 for 20000 files].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
-    /// Listen backlog of every listener [default: 1024; the kernel caps it at
-    /// net.core.somaxconn].
+    /// Listen backlog of every listener [default: the kernel's cap net.core.somaxconn, at
+    /// least 1024].
     #[arg(long, value_name = "N")]
     pub backlog: Option<u32>,
     /// Cluster mode: share topics, queues and user destinations with every node using this
@@ -187,7 +187,8 @@ mod tests {
             c.limits.max_connections,
             crate::fd_limit::default_max_connections()
         );
-        assert_eq!(c.listeners.backlog, 1024);
+        assert_eq!(c.listeners.backlog, crate::fd_limit::default_backlog());
+        assert!(c.listeners.backlog >= 1024);
         let c = Cli::try_parse_from(["switchboard", "--max-connections", "5", "--backlog", "64"])
             .unwrap()
             .into_config()

@@ -9,8 +9,8 @@
 //! http = "127.0.0.1:8080"        # or "off"
 //! stomp = "127.0.0.1:61613"      # or "off"
 //! stomp_tls = "127.0.0.1:61614"  # STOMP over TLS on its own port; needs [tls]; default off
-//! backlog = 1024                 # listen backlog of every listener (the kernel caps it at
-//!                                # net.core.somaxconn)
+//! backlog = 4096                 # listen backlog of every listener; default: the kernel's
+//!                                # cap net.core.somaxconn (at least 1024)
 //!
 //! [tls]                          # when set, the HTTP listener serves https/wss
 //! cert = "cert.pem"              # PEM certificate chain
@@ -309,8 +309,9 @@ pub struct Listeners {
     /// STOMP over TLS (needs [`Config::tls`]). Default off.
     pub stomp_tls: Listen,
     /// Listen backlog of every listener: connections the kernel completes before the server
-    /// accepts them. Default 1024 (the kernel caps it at `net.core.somaxconn`); a burst of
-    /// connects beyond it loses SYNs, and those clients wait a second for the retry.
+    /// accepts them. Default: the kernel's cap, `net.core.somaxconn`, within [1024, 65535]
+    /// ([`fd_limit::default_backlog`](crate::fd_limit::default_backlog)); a burst of connects
+    /// beyond it loses SYNs, and those clients wait a second for the retry.
     pub backlog: u32,
 }
 
@@ -320,7 +321,7 @@ impl Default for Listeners {
             http: Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 8080))),
             stomp: Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 61613))),
             stomp_tls: Listen::Off,
-            backlog: 1024,
+            backlog: crate::fd_limit::default_backlog(),
         }
     }
 }
