@@ -75,7 +75,9 @@ const BACKLOG_MAX: u32 = 65_535;
 /// SYNs that find it full and those clients retry a second later (10,001 clients at once on
 /// the 2-core development machine: 2,476 waited with 1024, none with 4096).
 pub fn backlog_for(somaxconn: Option<u32>) -> u32 {
-    somaxconn.unwrap_or(BACKLOG_MIN).clamp(BACKLOG_MIN, BACKLOG_MAX)
+    somaxconn
+        .unwrap_or(BACKLOG_MIN)
+        .clamp(BACKLOG_MIN, BACKLOG_MAX)
 }
 
 /// The default `listeners.backlog`: [`backlog_for`] the running kernel's
