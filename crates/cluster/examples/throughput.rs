@@ -74,6 +74,9 @@ async fn node(url: &str, id: &str) -> (Broker, Arc<ClusterBackend>) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let mut args = std::env::args().skip(1);
     let url = args
         .next()
@@ -131,8 +134,9 @@ async fn main() {
                 .header("destination", "/queue/bench")
                 .body(body.clone()),
         );
-        if ba.stats().buffered > 5_000 {
-            tokio::task::yield_now().await;
+        // Paced by the writer: past `max_buffered` waiting a SEND would be refused.
+        while ba.stats().buffered > 5_000 {
+            tokio::time::sleep(Duration::from_micros(200)).await;
         }
     }
     let mut got = 0;

@@ -850,10 +850,18 @@ impl Backend for ClusterBackend {
                     .queue_tx
                     .try_send(add_op)
                     .map_err(|_| BackendError::Unavailable {
-                        reason: format!(
-                            "Redis unreachable and {} queue messages already waiting for it",
-                            inner.cfg.max_buffered
-                        ),
+                        reason: if inner.is_up() {
+                            format!(
+                                "Redis is not keeping up: {} queue messages already waiting \
+                                 to be written",
+                                inner.cfg.max_buffered
+                            )
+                        } else {
+                            format!(
+                                "Redis unreachable and {} queue messages already waiting for it",
+                                inner.cfg.max_buffered
+                            )
+                        },
                     })?;
                 outcome.queued = true;
             }

@@ -733,6 +733,9 @@ async fn flush(inner: &Inner, topics: &mut Vec<Outgoing>, ops: Vec<SettleOp>) ->
         };
         let rs = &results[i.min(results.len())..(i + n).min(results.len())];
         i += n;
+        if let Some(Err(e)) = rs.iter().find(|r| r.is_err()) {
+            debug!(error = %e, "pipeline command failed");
+        }
         let err = if rs.len() < n {
             Some("no reply".to_owned())
         } else {
