@@ -109,7 +109,7 @@ async fn wildcards_match_across_nodes_and_unsubscribe_stops_delivery() {
     b.backend.sync().await;
     p.send("/topic/stocks.nyse", "4");
     a.backend.sync().await;
-    let got = collect(&mut [&mut sub], Duration::from_millis(300), |_| false).await;
+    let got = collect(&mut [&mut sub], Duration::from_millis(500), |_| true).await;
     assert!(got[0].is_empty(), "{:?}", got[0]);
     a.backend.shutdown().await;
     b.backend.shutdown().await;

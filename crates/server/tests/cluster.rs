@@ -121,6 +121,26 @@ async fn two_servers_share_topics_and_report_redis_outages() {
     {}
     assert!(first.get("message-id").unwrap().starts_with("node-b-"));
 
+    // The chat handler runs on the node that got the SEND; what it publishes crosses too.
+    sub.subscribe("/topic/messages", "chat").await;
+    let deadline = Instant::now() + WAIT;
+    let chat = loop {
+        let mut f = send_frame("/app/chat", "");
+        f.body = bytes::Bytes::from_static(br#"{"from":"bob","text":"hi from b"}"#);
+        pubc.send(f).await;
+        if let Ok(f) = tokio::time::timeout(Duration::from_millis(200), sub.recv()).await {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "the chat message did not cross");
+    };
+    let text = String::from_utf8_lossy(&chat.body).into_owned();
+    assert!(text.contains("\"text\":\"hi from b\""), "{text}");
+    assert!(text.contains("\"time\""), "{text}");
+    while tokio::time::timeout(Duration::from_millis(300), sub.recv())
+        .await
+        .is_ok()
+    {}
+
     let body = healthz_until(a.http(), 200).await;
     assert!(body.ends_with("ok\n"));
     let (_, text) = http_get(a.http(), "/metrics", "").await;
