@@ -67,7 +67,8 @@ pub struct ClusterConfig {
     /// lost). Default 65 536.
     pub publish_buffer: usize,
     /// Pub/Sub messages received but not yet delivered; a reader that falls further behind
-    /// loses the oldest (counted as lost). Default 65 536.
+    /// loses the oldest (counted as lost). Preallocated by the Redis client (in each of its
+    /// event channels), so keep it modest. Default 4 096.
     pub receive_buffer: usize,
     /// Most entries read from a queue's stream at once. Default 128.
     pub read_batch: usize,
@@ -97,7 +98,7 @@ impl ClusterConfig {
             node_ttl: Duration::from_secs(10),
             max_buffered: 10_000,
             publish_buffer: 65_536,
-            receive_buffer: 65_536,
+            receive_buffer: 4_096,
             read_batch: 128,
             poll_interval: Duration::from_secs(1),
             command_timeout: Duration::from_secs(2),

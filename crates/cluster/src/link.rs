@@ -117,10 +117,12 @@ fn fred_config(seeds: &[Seed], cluster: bool) -> Config {
     }
 }
 
-fn builder(cfg: &ClusterConfig, seeds: &[Seed], cluster: bool) -> Builder {
+/// A client builder; `events` is the capacity of the client's event channels (each one
+/// preallocates it: the subscriber's message channel needs room, the others do not).
+fn builder(cfg: &ClusterConfig, seeds: &[Seed], cluster: bool, events: usize) -> Builder {
     let mut b = Builder::from_config(fred_config(seeds, cluster));
     let timeout = cfg.command_timeout;
-    let buffer = cfg.receive_buffer.max(16);
+    let buffer = events.max(16);
     b.with_connection_config(|c| {
         c.connection_timeout = timeout;
         c.internal_command_timeout = timeout;
@@ -162,7 +164,7 @@ pub(crate) async fn connect(
         }
     }
     // Probe: one plain connection, `INFO cluster`.
-    let probe = builder(cfg, seeds, false)
+    let probe = builder(cfg, seeds, false, 16)
         .build()
         .map_err(|e| ClusterError::Config(e.to_string()))?;
     within(cfg, async {
@@ -178,9 +180,10 @@ pub(crate) async fn connect(
         Mode::Single
     };
     let cluster = mode == Mode::Cluster;
-    let b = builder(cfg, seeds, cluster);
-    let client = b.build().map_err(|e| ClusterError::Config(e.to_string()))?;
-    let subscriber = b
+    let client = builder(cfg, seeds, cluster, 32)
+        .build()
+        .map_err(|e| ClusterError::Config(e.to_string()))?;
+    let subscriber = builder(cfg, seeds, cluster, cfg.receive_buffer)
         .build_subscriber_client()
         .map_err(|e| ClusterError::Config(e.to_string()))?;
     within(cfg, async {

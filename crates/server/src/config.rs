@@ -107,7 +107,7 @@
 //! node_ttl_ms = 10000            # a node is dead once its liveness key is this old
 //! max_buffered = 10000           # queue SENDs held while Redis is unreachable
 //! publish_buffer = 65536         # topic messages waiting to be written (beyond: lost, counted)
-//! receive_buffer = 65536         # Pub/Sub messages waiting to be delivered
+//! receive_buffer = 4096          # Pub/Sub messages waiting to be delivered (preallocated)
 //! read_batch = 128               # most entries read from a queue's stream at once
 //! poll_interval_ms = 1000        # queue readers re-check without a notification
 //! command_timeout_ms = 2000      # every Redis command
@@ -258,7 +258,7 @@ pub struct Cluster {
     pub max_buffered: usize,
     /// Topic messages waiting to be written. Default 65 536.
     pub publish_buffer: usize,
-    /// Pub/Sub messages waiting to be delivered. Default 65 536.
+    /// Pub/Sub messages waiting to be delivered (preallocated). Default 4 096.
     pub receive_buffer: usize,
     /// Most entries read from a queue's stream at once. Default 128.
     pub read_batch: usize,
@@ -285,7 +285,7 @@ impl Default for Cluster {
             node_ttl_ms: 10_000,
             max_buffered: 10_000,
             publish_buffer: 65_536,
-            receive_buffer: 65_536,
+            receive_buffer: 4_096,
             read_batch: 128,
             poll_interval_ms: 1_000,
             command_timeout_ms: 2_000,
