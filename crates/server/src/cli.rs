@@ -71,6 +71,10 @@ pub struct Cli {
     /// claimed and redelivered by another node [default: 30000].
     #[arg(long, value_name = "N")]
     pub cluster_claim_idle_ms: Option<u64>,
+    /// Cluster mode: a node that stops refreshing its liveness key counts as dead this long
+    /// after [default: --cluster-claim-idle-ms kept within 3000..=10000].
+    #[arg(long, value_name = "N")]
+    pub cluster_node_ttl_ms: Option<u64>,
     /// A subcommand instead of running the server.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -142,6 +146,9 @@ impl Cli {
         }
         if let Some(ms) = self.cluster_claim_idle_ms {
             config.cluster.claim_idle_ms = ms;
+        }
+        if let Some(ms) = self.cluster_node_ttl_ms {
+            config.cluster.node_ttl_ms = Some(ms);
         }
         config.validate()?;
         Ok(config)
@@ -225,6 +232,7 @@ mod tests {
             );
             assert_eq!(c.cluster.node_id.as_deref(), Some("n2"));
             assert_eq!(c.cluster.claim_idle_ms, 1500);
+            assert_eq!(c.cluster.node_ttl(), 3000);
         } else {
             assert!(c.is_err());
         }

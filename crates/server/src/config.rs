@@ -104,7 +104,8 @@
 //!                                # a Redis Cluster is detected
 //! # node_id = "..."              # default: hostname-pid-xxxx; prefixes message ids
 //! claim_idle_ms = 30000          # a dead node's unacked queue messages are claimed after this
-//! node_ttl_ms = 10000            # a node is dead once its liveness key is this old
+//! # node_ttl_ms = ...            # a node is dead once its liveness key is this old; default
+//!                                # claim_idle_ms within 3000..=10000 (10000 by default)
 //! max_buffered = 10000           # queue SENDs held while Redis is unreachable
 //! publish_buffer = 65536         # topic messages waiting to be written (beyond: lost, counted)
 //! receive_buffer = 4096          # Pub/Sub messages waiting to be delivered (preallocated)
@@ -252,8 +253,10 @@ pub struct Cluster {
     /// Idle time after which another node claims a dead node's unacked queue messages.
     /// Default 30 000.
     pub claim_idle_ms: u64,
-    /// Lifetime of a node's liveness key. Default 10 000.
-    pub node_ttl_ms: u64,
+    /// Lifetime of a node's liveness key: a node that stops refreshing it is dead this long
+    /// after (its entries are then claimed once also `claim_idle_ms` idle). Default:
+    /// `claim_idle_ms` kept within 3 000..=10 000.
+    pub node_ttl_ms: Option<u64>,
     /// Queue SENDs held while Redis is unreachable. Default 10 000.
     pub max_buffered: usize,
     /// Topic messages waiting to be written. Default 65 536.
@@ -276,13 +279,21 @@ pub struct Cluster {
     pub key_prefix: String,
 }
 
+impl Cluster {
+    /// The liveness key's lifetime: `node_ttl_ms`, or `claim_idle_ms` within 3 000..=10 000.
+    pub fn node_ttl(&self) -> u64 {
+        self.node_ttl_ms
+            .unwrap_or_else(|| self.claim_idle_ms.clamp(3_000, 10_000))
+    }
+}
+
 impl Default for Cluster {
     fn default() -> Cluster {
         Cluster {
             url: None,
             node_id: None,
             claim_idle_ms: 30_000,
-            node_ttl_ms: 10_000,
+            node_ttl_ms: None,
             max_buffered: 10_000,
             publish_buffer: 65_536,
             receive_buffer: 4_096,
@@ -885,7 +896,7 @@ impl Config {
                 ));
             }
             if c.claim_idle_ms == 0
-                || c.node_ttl_ms == 0
+                || c.node_ttl_ms == Some(0)
                 || c.max_buffered == 0
                 || c.publish_buffer == 0
                 || c.receive_buffer == 0
@@ -954,6 +965,8 @@ mod tests {
         assert_eq!(c.cluster.node_id.as_deref(), Some("n1"));
         assert_eq!(c.cluster.claim_idle_ms, 500);
         assert_eq!(c.cluster.read_batch, 128);
+        assert_eq!(c.cluster.node_ttl(), 3_000);
+        assert_eq!(Cluster::default().node_ttl(), 10_000);
         assert_eq!(c.validate().is_ok(), cfg!(feature = "cluster"));
         let bad = Config::from_toml("[cluster]\nurl = \"redis://h:1\"\nread_batch = 0\n").unwrap();
         assert!(bad.validate().is_err());

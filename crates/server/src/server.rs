@@ -597,7 +597,7 @@ async fn cluster_backend(
     let ms = Duration::from_millis;
     let mut cc = ClusterConfig::new(url.clone(), node_id);
     cc.claim_idle = ms(c.claim_idle_ms);
-    cc.node_ttl = ms(c.node_ttl_ms);
+    cc.node_ttl = ms(c.node_ttl());
     cc.max_buffered = c.max_buffered;
     cc.publish_buffer = c.publish_buffer;
     cc.receive_buffer = c.receive_buffer;
