@@ -5,8 +5,8 @@
 //! ```text
 //! cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rate R] [--threads T] URL
 //! cargo xtask load ws --compare [--secs S] [--warmup W] [--sizes 16,125,65536]
-//!                               [--conns-list 1,10,100] [--threads T] [--rounds R]
-//!                               [--baseline PATH] [--markdown]
+//!                               [--conns-list 1,10,100] [--points 16x10,125x100]
+//!                               [--threads T] [--rounds R] [--baseline PATH] [--markdown]
 //! cargo xtask load ws --icount [...]   (see load/ws_icount.rs)
 //! cargo xtask load stomp [stompload flags] [HOST:PORT]
 //! cargo xtask load stomp --compare [--secs S] [--warmup W] [--sizes 128,16384]
@@ -60,7 +60,8 @@
 //! tokio-websockets, fastwebsockets) on free loopback ports, runs the size × connections matrix
 //! against each (one server at a time; the others sit idle), prints msgs/s and p99 with the
 //! ratio switchboard / peer, and kills every server at the end (also on error). Deflate is off:
-//! `wsload` never offers it. The servers run pinned to CPU 0 and `wsload` to CPU 1 (`taskset`;
+//! `wsload` never offers it. `--points SIZExCONNS,...` runs just those cells instead of every
+//! size x connection count. The servers run pinned to CPU 0 and `wsload` to CPU 1 (`taskset`;
 //! each tokio server then runs one worker thread), `--rounds R` runs the whole matrix R times
 //! and shows each cell's median, `--baseline PATH` adds another build of the `echo_server`
 //! example as a `baseline` server (before/after in one run), and the load average after each
@@ -89,8 +90,8 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: cargo xtask load ws [--conns N] [--size B] [--secs S] [--warmup W] [--rate R] [--threads T] URL
        cargo xtask load ws --compare [--secs S] [--warmup W] [--sizes 16,125,65536]
-                                     [--conns-list 1,10,100] [--threads T] [--rounds R]
-                                     [--baseline PATH] [--markdown]
+                                     [--conns-list 1,10,100] [--points 16x10,125x100]
+                                     [--threads T] [--rounds R] [--baseline PATH] [--markdown]
        cargo xtask load ws --icount [--points 16x10,125x100,65536x10] [--short 1] [--long 4]
                                     [--only ...] [--baseline PATH] [--markdown]
        cargo xtask load stomp [--pubs P] [--subs S] [--size B] [--secs S] [--warmup W] [--dest D]
@@ -278,6 +279,22 @@ struct CompareArgs {
     rounds: usize,
     /// Another build of the `echo_server` example, run as an extra `baseline` server.
     baseline: Option<PathBuf>,
+    /// `--points`: these (size, conns) cells instead of `sizes` x `conns`.
+    points: Option<Vec<(usize, usize)>>,
+}
+
+impl CompareArgs {
+    /// The (size, conns) cells to run, in order.
+    fn cells(&self) -> Vec<(usize, usize)> {
+        match &self.points {
+            Some(p) => p.clone(),
+            None => self
+                .sizes
+                .iter()
+                .flat_map(|&s| self.conns.iter().map(move |&c| (s, c)))
+                .collect(),
+        }
+    }
 }
 
 /// The entries of `known` named in the comma-separated `list`, in `known`'s order; an unknown
@@ -323,6 +340,7 @@ fn parse_compare(args: &[String]) -> Result<CompareArgs> {
         markdown: false,
         rounds: 1,
         baseline: None,
+        points: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -340,6 +358,7 @@ fn parse_compare(args: &[String]) -> Result<CompareArgs> {
             "--conns-list" => c.conns = parse_list(value()?)?,
             "--rounds" => c.rounds = value()?.parse()?,
             "--baseline" => c.baseline = Some(PathBuf::from(value()?)),
+            "--points" => c.points = Some(ws_icount::parse_points(value()?)?),
             other => return Err(format!("unexpected argument `{other}`\n{USAGE}").into()),
         }
     }
@@ -465,71 +484,67 @@ fn compare(args: &[String]) -> Result {
     let mut runs: Vec<(usize, usize, Runs)> = Vec::new();
     let mut loadavg = Vec::new();
     for round in 0..c.rounds {
-        let mut cell = 0;
-        for &size in &c.sizes {
-            for &conns in &c.conns {
-                if round == 0 {
-                    runs.push((size, conns, vec![Vec::new(); servers.len()]));
+        for (cell, (size, conns)) in c.cells().into_iter().enumerate() {
+            if round == 0 {
+                runs.push((size, conns, vec![Vec::new(); servers.len()]));
+            }
+            for (si, (name, port, server)) in servers.iter_mut().enumerate() {
+                server.ensure_running()?;
+                let args: Vec<String> = vec![
+                    "--conns".into(),
+                    conns.to_string(),
+                    "--size".into(),
+                    size.to_string(),
+                    "--secs".into(),
+                    c.secs.to_string(),
+                    "--warmup".into(),
+                    c.warmup.to_string(),
+                    "--threads".into(),
+                    c.threads.to_string(),
+                    format!("ws://127.0.0.1:{port}/"),
+                ];
+                let log = logs.join(format!("wsload-{name}-{size}-{conns}.log"));
+                let pid = find_pid(&format!("127.0.0.1:{port}"));
+                let cpu_before = pid.and_then(cpu_seconds);
+                let mut p = Process::spawn(
+                    "wsload",
+                    pin.command(Pin::CLIENT_CPU, &wsload).args(&args),
+                    &log,
+                )?;
+                let ok = p.wait(wsload_budget(&args));
+                drop(p);
+                let cpu = cpu_before
+                    .zip(pid.and_then(cpu_seconds))
+                    .map(|(a, b)| b - a);
+                let out = std::fs::read_to_string(&log).unwrap_or_default();
+                let r = parse_result(&out).map(|mut r| {
+                    r.cpu_us_per_msg = cpu
+                        .filter(|_| r.all_msgs > 0)
+                        .map(|c| c * 1e6 / r.all_msgs as f64);
+                    r
+                });
+                match (&ok, &r) {
+                    (Ok(()), Some(r)) => eprintln!(
+                        "xtask load: round {} {name:<16} {size:>6} B x {conns:>3} conns: {:>9.0} msgs/s  p99 {:>8.1} µs  server CPU {} µs/msg{}",
+                        round + 1,
+                        r.msgs_per_sec,
+                        r.p99_us,
+                        r.cpu_us_per_msg
+                            .map_or("?".to_owned(), |c| format!("{c:.1}")),
+                        if r.errors > 0 {
+                            format!("  ({} errors)", r.errors)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    _ => eprintln!(
+                        "xtask load: {name} {size} B x {conns}: failed: {}",
+                        ok.err()
+                            .map(|e| e.to_string())
+                            .unwrap_or_else(|| "no RESULT line".into())
+                    ),
                 }
-                for (si, (name, port, server)) in servers.iter_mut().enumerate() {
-                    server.ensure_running()?;
-                    let args: Vec<String> = vec![
-                        "--conns".into(),
-                        conns.to_string(),
-                        "--size".into(),
-                        size.to_string(),
-                        "--secs".into(),
-                        c.secs.to_string(),
-                        "--warmup".into(),
-                        c.warmup.to_string(),
-                        "--threads".into(),
-                        c.threads.to_string(),
-                        format!("ws://127.0.0.1:{port}/"),
-                    ];
-                    let log = logs.join(format!("wsload-{name}-{size}-{conns}.log"));
-                    let pid = find_pid(&format!("127.0.0.1:{port}"));
-                    let cpu_before = pid.and_then(cpu_seconds);
-                    let mut p = Process::spawn(
-                        "wsload",
-                        pin.command(Pin::CLIENT_CPU, &wsload).args(&args),
-                        &log,
-                    )?;
-                    let ok = p.wait(wsload_budget(&args));
-                    drop(p);
-                    let cpu = cpu_before
-                        .zip(pid.and_then(cpu_seconds))
-                        .map(|(a, b)| b - a);
-                    let out = std::fs::read_to_string(&log).unwrap_or_default();
-                    let r = parse_result(&out).map(|mut r| {
-                        r.cpu_us_per_msg = cpu
-                            .filter(|_| r.all_msgs > 0)
-                            .map(|c| c * 1e6 / r.all_msgs as f64);
-                        r
-                    });
-                    match (&ok, &r) {
-                        (Ok(()), Some(r)) => eprintln!(
-                            "xtask load: round {} {name:<16} {size:>6} B x {conns:>3} conns: {:>9.0} msgs/s  p99 {:>8.1} µs  server CPU {} µs/msg{}",
-                            round + 1,
-                            r.msgs_per_sec,
-                            r.p99_us,
-                            r.cpu_us_per_msg
-                                .map_or("?".to_owned(), |c| format!("{c:.1}")),
-                            if r.errors > 0 {
-                                format!("  ({} errors)", r.errors)
-                            } else {
-                                String::new()
-                            }
-                        ),
-                        _ => eprintln!(
-                            "xtask load: {name} {size} B x {conns}: failed: {}",
-                            ok.err()
-                                .map(|e| e.to_string())
-                                .unwrap_or_else(|| "no RESULT line".into())
-                        ),
-                    }
-                    runs[cell].2[si].push(r);
-                }
-                cell += 1;
+                runs[cell].2[si].push(r);
             }
         }
         loadavg.push(std::fs::read_to_string("/proc/loadavg").unwrap_or_default());
@@ -1849,6 +1864,46 @@ mod tests {
             .parse()
             .unwrap();
         assert!(group_cpu_seconds(pgrp).is_some_and(|s| s >= 0.0));
+    }
+
+    #[test]
+    fn ws_compare_flags() {
+        let args: Vec<String> = "--compare --points 16x10,65536x10 --rounds 3 --baseline /tmp/e"
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let c = parse_compare(&args).unwrap();
+        assert_eq!(c.cells(), vec![(16, 10), (65536, 10)]);
+        assert_eq!(c.rounds, 3);
+        assert_eq!(c.baseline, Some(PathBuf::from("/tmp/e")));
+        let d = parse_compare(&[]).unwrap();
+        assert_eq!(d.cells().len(), 9, "every size x connection count");
+        assert_eq!(d.rounds, 1);
+        for bad in ["--rounds 0", "--rounds 21", "--points 16"] {
+            let bad: Vec<String> = bad.split_whitespace().map(str::to_owned).collect();
+            assert!(parse_compare(&bad).is_err());
+        }
+        let runs = [
+            None,
+            Some(LoadResult {
+                msgs_per_sec: 10.0,
+                cpu_us_per_msg: Some(3.0),
+                ..Default::default()
+            }),
+            Some(LoadResult {
+                msgs_per_sec: 30.0,
+                cpu_us_per_msg: Some(1.0),
+                ..Default::default()
+            }),
+            Some(LoadResult {
+                msgs_per_sec: 20.0,
+                cpu_us_per_msg: Some(2.0),
+                ..Default::default()
+            }),
+        ];
+        let m = median_result(&runs).unwrap();
+        assert_eq!((m.msgs_per_sec, m.cpu_us_per_msg), (20.0, Some(2.0)));
+        assert!(median_result(&[None, None]).is_none());
     }
 
     #[test]

@@ -57,7 +57,7 @@ struct Args {
     markdown: bool,
 }
 
-fn parse_points(s: &str) -> Result<Vec<(usize, usize)>> {
+pub(super) fn parse_points(s: &str) -> Result<Vec<(usize, usize)>> {
     s.split(',')
         .map(|p| {
             let (size, conns) = p
