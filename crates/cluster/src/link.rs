@@ -248,10 +248,27 @@ async fn heartbeat(inner: &Inner) {
             )
             .await;
         let _: Result<Value, _> = p
+            .custom(
+                cmd("ZREMRANGEBYSCORE"),
+                vec![s(key.clone()), s("-inf"), s(now_ms().to_string())],
+            )
+            .await;
+        let _: Result<Value, _> = p
             .custom(cmd("PEXPIRE"), vec![s(key), Value::from(ttl as i64 * 3)])
             .await;
     }
     if inner.mode == Mode::Cluster {
+        // Members of nodes that are gone.
+        let _: Result<Value, _> = p
+            .custom(
+                cmd("ZREMRANGEBYSCORE"),
+                vec![
+                    s(inner.names.wildcards()),
+                    s("-inf"),
+                    s(now_ms().to_string()),
+                ],
+            )
+            .await;
         for prefix in inner.local_prefixes() {
             let _: Result<Value, _> = p
                 .custom(
