@@ -12,7 +12,9 @@
 //! p99 latency (from stompload), the nodes' CPU (user + system of every node process, from
 //! `/proc/PID/stat`) and Redis's CPU, each per 1000 deliveries over the whole run, warm-up
 //! included, and the bytes Redis received and sent per published message (`INFO stats`
-//! `total_net_input_bytes` / `total_net_output_bytes`, summed over the masters). Nodes and
+//! `total_net_input_bytes` / `total_net_output_bytes`, summed over the masters), and how busy
+//! the one core of nodes and Redis was (their CPU seconds per second of the stompload run: near
+//! 100% the row is CPU-bound, well below it the hand-off latency bounds it). Nodes and
 //! Redis run pinned to CPU 0 and stompload to CPU 1 (`taskset`), so one core serves the whole
 //! cluster: the figures show the cost per delivery, not scaling. The table goes to stdout and
 //! to `target/xtask/load-cluster.md`, a chart of msgs/s to `target/xtask/charts/`.
@@ -140,6 +142,9 @@ struct Row {
     /// Bytes Redis received / sent per published message.
     redis_in_per_publish: Option<f64>,
     redis_out_per_publish: Option<f64>,
+    /// CPU seconds of nodes and Redis together per second of the run: near 1 means the one
+    /// core they share was the limit, well below 1 that something else was (latency).
+    busy: Option<f64>,
     load: String,
 }
 
@@ -338,9 +343,11 @@ fn measure(
     let log = logs.join("cluster-stompload.log");
     let mut cmd = pin.command(Pin::CLIENT_CPU, stompload);
     cmd.args(&args);
+    let started = std::time::Instant::now();
     let mut p = Process::spawn("stompload", &mut cmd, &log)?;
     let ok = p.wait(stompload_budget(&args) + Duration::from_secs(30));
     drop(p);
+    let wall = started.elapsed().as_secs_f64();
     let (node_after, redis_after, net_after) =
         (node_cpu(&procs), backend.cpu_seconds(), backend.net_bytes());
     for p in &mut procs {
@@ -374,6 +381,12 @@ fn measure(
             .map(|(b, a)| (a - b) * 1e6 / r.all_published as f64),
         redis_in_per_publish: per_publish(|t| t.0),
         redis_out_per_publish: per_publish(|t| t.1),
+        busy: node_before.zip(node_after).map(|(b, a)| {
+            let redis = redis_before
+                .zip(redis_after)
+                .map_or(0.0, |(rb, ra)| ra - rb);
+            (a - b + redis) / wall
+        }),
         load: crate::chart::load_average()
             .split_whitespace()
             .next()
@@ -410,6 +423,7 @@ fn render(
             "Redis CPU ms / 1000 deliveries",
             "Redis CPU µs / publish",
             "Redis bytes in / out per publish",
+            "CPU 0 busy",
             "load avg",
         ]
         .map(String::from)
@@ -421,6 +435,7 @@ fn render(
         match r {
             None => row.extend([
                 "failed".to_owned(),
+                "-".into(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -443,6 +458,7 @@ fn render(
                     (Some(i), Some(o)) => format!("{i:.0} / {o:.0}"),
                     _ => "-".into(),
                 });
+                row.push(r.busy.map_or("-".into(), |b| format!("{:.0}%", b * 100.0)));
                 row.push(r.load.clone());
             }
         }
