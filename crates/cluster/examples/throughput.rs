@@ -127,26 +127,26 @@ async fn main() {
             .header("ack", "client-individual")
             .header("prefetch-count", "100"),
     );
+    // Paced like the topic run: at most `window` sent and not yet received (a queue refuses
+    // SENDs beyond its max_length, 10 000 by default).
     let start = Instant::now();
-    for _ in 0..n {
-        publisher.frame(
-            Frame::new(Command::Send)
-                .header("destination", "/queue/bench")
-                .body(body.clone()),
-        );
-        // Paced by the writer: past `max_buffered` waiting a SEND would be refused.
-        while ba.stats().buffered > 5_000 {
-            tokio::time::sleep(Duration::from_micros(200)).await;
+    let (mut sent, mut got) = (0, 0);
+    let deadline = start + Duration::from_secs(120);
+    while got < n && Instant::now() < deadline {
+        while sent < n && sent - got < window {
+            publisher.frame(
+                Frame::new(Command::Send)
+                    .header("destination", "/queue/bench")
+                    .body(body.clone()),
+            );
+            sent += 1;
         }
-    }
-    let mut got = 0;
-    while got < n && Instant::now() < deadline + Duration::from_secs(120) {
         let mut acks = Vec::new();
         got += consumer.drain(|m| acks.push(m.get("ack").unwrap_or("").to_owned()));
         for id in acks {
             consumer.frame(Frame::new(Command::Ack).header("id", id));
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::task::yield_now().await;
     }
     let secs = start.elapsed().as_secs_f64();
     println!(

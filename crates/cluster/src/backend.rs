@@ -9,8 +9,8 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use switchboard_broker::{
     AckMode, Backend, BackendError, BackendStats, BrokerConfig, Clock, DeadLetterReason, Delivery,
-    DestinationKind, Message, OfferError, Pattern, Publication, PublishOutcome, QueuePolicy, Route,
-    RouteKind, Subscriber,
+    DestinationKind, Message, OfferError, Overflow, Pattern, Publication, PublishOutcome,
+    QueuePolicy, Route, RouteKind, Subscriber,
 };
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -110,6 +110,8 @@ pub(crate) struct Outgoing {
 pub(crate) struct Add {
     pub(crate) queue: ByteString,
     pub(crate) payload: Bytes,
+    /// Counted in the queue's [`Depth::buffered`] until written.
+    pub(crate) counted: bool,
 }
 
 /// Local fan-out subscriptions.
@@ -127,6 +129,20 @@ pub(crate) struct Waiting {
     pub(crate) message: Arc<Message>,
     pub(crate) deliveries: u32,
     pub(crate) redelivered: bool,
+}
+
+/// What a node knows of a queue's length (see [`Inner::depth`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Depth {
+    /// Waiting in Redis when this node last wrote to the queue.
+    pub(crate) in_redis: usize,
+    /// SENDs accepted here and not yet written.
+    pub(crate) buffered: usize,
+    /// A fresh measurement was asked for (the queue looked full).
+    pub(crate) probing: bool,
+    /// A SEND was refused since the last measurement: measured again every poll interval
+    /// until one shows room.
+    pub(crate) full: bool,
 }
 
 /// A queue this node has consumers of.
@@ -153,6 +169,10 @@ pub(crate) struct Inner {
     pub(crate) redis: Redis,
     clock: Clock,
     policies: Vec<(Pattern, QueuePolicy)>,
+    default_max: usize,
+    /// Per queue: messages waiting in Redis as last seen (stream length minus pending) and
+    /// SENDs of this node not yet written, for `max_length` (refuse) checks.
+    pub(crate) depth: Mutex<HashMap<ByteString, Depth>>,
     queue_prefix: String,
     fanout: RwLock<FanOut>,
     queues: Mutex<HashMap<ByteString, LocalQueue>>,
@@ -231,6 +251,8 @@ impl ClusterBackend {
                 .map(|p| (Pattern::compile(&p.pattern), p.clone()))
                 .collect(),
             queue_prefix: broker.prefixes.queue.clone(),
+            default_max: broker.limits.max_pending_per_queue,
+            depth: Mutex::default(),
             fanout: RwLock::default(),
             queues: Mutex::default(),
             inflight: Mutex::default(),
@@ -353,6 +375,47 @@ impl Inner {
             .iter()
             .find(|(p, _)| p.matches(queue))
             .map(|(_, p)| p)
+    }
+
+    /// `queue`'s length limit, if SENDs beyond it are refused.
+    fn refuse_beyond(&self, queue: &str) -> Option<usize> {
+        let default = QueuePolicy::default();
+        let p = self.policy(queue).unwrap_or(&default);
+        (p.overflow == Overflow::Refuse).then(|| p.max_length.unwrap_or(self.default_max))
+    }
+
+    /// A SEND to `queue` was written (or given up): no longer buffered.
+    pub(crate) fn written(&self, queue: &ByteString) {
+        if let Some(d) = lock(&self.depth).get_mut(queue) {
+            d.buffered = d.buffered.saturating_sub(1);
+        }
+    }
+
+    /// What Redis said of `queue` after a write: `len` entries, `pending` of them delivered.
+    pub(crate) fn seen_depth(&self, queue: &ByteString, len: usize, pending: usize) {
+        let mut depth = lock(&self.depth);
+        let d = depth.entry(queue.clone()).or_default();
+        d.in_redis = len.saturating_sub(pending);
+        d.probing = false;
+        d.full = false;
+    }
+
+    /// Asks for a measurement of every queue that refused a SEND since it was last measured.
+    pub(crate) fn probe_full(&self) {
+        let mut depth = lock(&self.depth);
+        for (q, d) in depth.iter_mut() {
+            if d.full && !d.probing {
+                d.probing = true;
+                self.settle_op(SettleOp::Probe(q.clone()));
+            }
+        }
+    }
+
+    /// A measurement of `queue` failed: the next refused SEND asks again.
+    pub(crate) fn unmeasured(&self, queue: &ByteString) {
+        if let Some(d) = lock(&self.depth).get_mut(queue) {
+            d.probing = false;
+        }
     }
 
     /// The dead-letter queue of `queue` and its redelivery limit.
@@ -842,14 +905,40 @@ impl Backend for ClusterBackend {
                 }
             }
             RouteKind::Queue => {
+                let limit = inner.refuse_beyond(&route.key);
+                if let Some(max) = limit {
+                    let mut depth = lock(&inner.depth);
+                    let d = match depth.get_mut(&route.key) {
+                        Some(d) => d,
+                        None => depth
+                            .entry(ByteString::from(route.key.to_string()))
+                            .or_default(),
+                    };
+                    if d.in_redis + d.buffered >= max {
+                        // What this node knows may be stale (consumers elsewhere took some):
+                        // measure again for the next SEND.
+                        d.full = true;
+                        if !d.probing {
+                            d.probing = true;
+                            inner.settle_op(SettleOp::Probe(route.key.clone()));
+                        }
+                        return Err(BackendError::QueueFull {
+                            destination: route.key.to_string(),
+                        });
+                    }
+                    d.buffered += 1;
+                }
                 let add_op = Add {
                     queue: ByteString::from(route.key.to_string()),
                     payload: inner.encode(&message, 0, false),
+                    counted: limit.is_some(),
                 };
-                inner
-                    .queue_tx
-                    .try_send(add_op)
-                    .map_err(|_| BackendError::Unavailable {
+                inner.queue_tx.try_send(add_op).map_err(|e| {
+                    let a = e.into_inner();
+                    if a.counted {
+                        inner.written(&a.queue);
+                    }
+                    BackendError::Unavailable {
                         reason: if inner.is_up() {
                             format!(
                                 "Redis is not keeping up: {} queue messages already waiting \
@@ -862,7 +951,8 @@ impl Backend for ClusterBackend {
                                 inner.cfg.max_buffered
                             )
                         },
-                    })?;
+                    }
+                })?;
                 outcome.queued = true;
             }
         }
@@ -914,6 +1004,7 @@ impl Backend for ClusterBackend {
                 let _ = inner.settle_tx.send(SettleOp::Add(Add {
                     queue: route.key.clone(),
                     payload: inner.encode(d.message(), 0, d.redelivered()),
+                    counted: false,
                 }));
                 continue;
             }

@@ -45,6 +45,8 @@ pub(crate) enum SettleOp {
     },
     /// Add an entry (a message consumed by an auto-ack session that closed before sending it).
     Add(Add),
+    /// Measure a queue's length again (it looked full).
+    Probe(ByteString),
 }
 
 /// Subscription changes, applied in order by one task.
@@ -328,6 +330,7 @@ async fn health(inner: Arc<Inner>) {
     let wild_every = Duration::from_secs(1);
     let mut last_wild = Instant::now();
     let mut lost_at_down = 0u64;
+    let mut last_probe = Instant::now();
     let mut down_since: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -387,6 +390,10 @@ async fn health(inner: Arc<Inner>) {
                 last_beat = Instant::now();
             }
             None => {
+                if last_probe.elapsed() >= inner.cfg.poll_interval {
+                    inner.probe_full();
+                    last_probe = Instant::now();
+                }
                 if last_beat.elapsed() >= beat_every {
                     heartbeat(&inner).await;
                     last_beat = Instant::now();
@@ -648,6 +655,7 @@ async fn flush(inner: &Inner, topics: &mut Vec<Outgoing>, ops: Vec<SettleOp>) ->
     }
     // One notification per queue that got entries.
     let mut notify: Vec<ByteString> = Vec::new();
+    let mut probes: Vec<ByteString> = Vec::new();
     for op in ops {
         let n = match &op {
             SettleOp::Ack { queue, id } => {
@@ -713,6 +721,12 @@ async fn flush(inner: &Inner, topics: &mut Vec<Outgoing>, ops: Vec<SettleOp>) ->
                 }
                 3
             }
+            SettleOp::Probe(q) => {
+                if !probes.contains(q) {
+                    probes.push(q.clone());
+                }
+                0
+            }
             SettleOp::Add(a) => {
                 let _: Result<Value, _> = p
                     .custom(
@@ -738,7 +752,37 @@ async fn flush(inner: &Inner, topics: &mut Vec<Outgoing>, ops: Vec<SettleOp>) ->
             .custom(cmd(publish), vec![s(inner.names.notify(q)), s("")])
             .await;
     }
+    // How long each queue written to is now (for `max_length`): entries minus delivered ones.
+    for q in probes {
+        if !notify.contains(&q) {
+            notify.push(q);
+        }
+    }
+    let measured = &notify;
+    for q in measured {
+        let stream = inner.names.stream(q);
+        let _: Result<Value, _> = p.custom(cmd("XLEN"), vec![s(stream.clone())]).await;
+        let _: Result<Value, _> = p.custom(cmd("XPENDING"), vec![s(stream), s(GROUP)]).await;
+    }
     let results = p.try_all::<Value>().await;
+    let depths = results.len().saturating_sub(2 * notify.len());
+    for (k, q) in notify.iter().enumerate() {
+        let len = results.get(depths + 2 * k).and_then(|r| r.as_ref().ok());
+        let pending = results
+            .get(depths + 2 * k + 1)
+            .and_then(|r| r.as_ref().ok());
+        if let Some(len) = len.and_then(|v| v.as_u64()) {
+            let pending = pending
+                .and_then(|v| match v {
+                    Value::Array(a) => a.first().and_then(|c| c.as_u64()),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            inner.seen_depth(q, len as usize, pending as usize);
+        } else {
+            inner.unmeasured(q);
+        }
+    }
     let mut failed = Vec::new();
     let mut i = 0;
     let mut topic_idx = 0;
@@ -771,14 +815,24 @@ async fn flush(inner: &Inner, topics: &mut Vec<Outgoing>, ops: Vec<SettleOp>) ->
             (Sent::Topic, None) => add(&inner.counters.published, 1),
             (Sent::Topic, Some(_)) => add(&inner.counters.lost, 1),
             (Sent::Queue(op, _), None) => {
-                if matches!(op, SettleOp::Add(_)) {
+                if let SettleOp::Add(a) = &op {
                     add(&inner.counters.published, 1);
+                    if a.counted {
+                        inner.written(&a.queue);
+                    }
                 }
             }
             (Sent::Queue(op, _), Some(e)) if e == "connection" || e == "no reply" => {
                 failed.push(op)
             }
-            (Sent::Queue(_, _), Some(e)) => warn!(error = %e, "a queue operation failed"),
+            (Sent::Queue(op, _), Some(e)) => {
+                if let SettleOp::Add(a) = &op
+                    && a.counted
+                {
+                    inner.written(&a.queue);
+                }
+                warn!(error = %e, "a queue operation failed");
+            }
         }
     }
     failed

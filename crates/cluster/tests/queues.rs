@@ -230,3 +230,52 @@ async fn a_consumer_that_does_not_ack_does_not_hold_up_the_others() {
     a.backend.shutdown().await;
     b.backend.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_sends_until_consumers_make_room() {
+    let redis = Redis::start();
+    let broker_config = BrokerConfig {
+        queues: vec![switchboard_broker::QueuePolicy {
+            pattern: "/queue/capped".into(),
+            max_length: Some(5),
+            ..Default::default()
+        }],
+        ..BrokerConfig::default()
+    };
+    let a = Node::start_with(config(&redis.url(), "a"), broker_config.clone()).await;
+    let b = Node::start_with(config(&redis.url(), "b"), broker_config).await;
+    let mut p = a.client();
+    for i in 0..5 {
+        p.send("/queue/capped", &format!("{i}"));
+    }
+    let mut extra = a.client();
+    assert_eq!(
+        extra.send_refused("/queue/capped", "6th").as_deref(),
+        Some("Queue full")
+    );
+    eventually("five entries in the stream", || {
+        redis.cmd("XLEN sb:{q:/queue/capped}:s").trim() == ":5"
+    })
+    .await;
+    // A consumer on the other node takes them; node a learns there is room again.
+    let mut c = b.client();
+    c.subscribe_prefetch("0", "/queue/capped", 10);
+    let got = collect(&mut [&mut c], Duration::ZERO, |n| n >= 5).await;
+    assert_eq!(got[0].len(), 5);
+    for m in &got[0] {
+        c.ack(m);
+    }
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        let mut again = a.client();
+        if again.send_refused("/queue/capped", "later").is_none() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = collect(&mut [&mut c], Duration::ZERO, |n| n >= 1).await;
+    assert_eq!(body(&got[0][0]), "later");
+    a.backend.shutdown().await;
+    b.backend.shutdown().await;
+}

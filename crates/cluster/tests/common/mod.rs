@@ -343,6 +343,28 @@ impl Client {
         self.frame(Frame::new(Command::Nack).header("id", id));
     }
 
+    /// Sends a SEND and returns the `message` of the ERROR it got, if any (the session then
+    /// closes).
+    pub fn send_refused(&mut self, dest: &str, body: &str) -> Option<String> {
+        self.session.handle_frame(
+            Frame::new(Command::Send)
+                .header("destination", dest)
+                .body(body.to_owned()),
+            Instant::now(),
+        );
+        let now = Instant::now();
+        let mut error = None;
+        while let Some(out) = self.session.poll_transmit(now) {
+            out.write_to(&mut self.buf);
+            while let Ok(Some(Parsed::Frame(f))) = self.parser.parse(&mut self.buf) {
+                if f.command == Command::Error {
+                    error = f.get("message").map(str::to_owned);
+                }
+            }
+        }
+        error
+    }
+
     pub fn pump(&mut self) {
         let now = Instant::now();
         while let Some(out) = self.session.poll_transmit(now) {
