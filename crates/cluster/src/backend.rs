@@ -970,6 +970,27 @@ impl Backend for ClusterBackend {
                     .to_owned(),
             });
         }
+        // All or nothing: every queue of the batch must have room for all of its messages.
+        let mut need: Vec<(&ByteString, usize)> = Vec::new();
+        for p in batch.iter().filter(|p| p.route.kind == RouteKind::Queue) {
+            match need.iter_mut().find(|(k, _)| *k == &p.route.key) {
+                Some((_, n)) => *n += 1,
+                None => need.push((&p.route.key, 1)),
+            }
+        }
+        {
+            let depth = lock(&self.inner.depth);
+            for (key, n) in need {
+                if let Some(max) = self.inner.refuse_beyond(key) {
+                    let d = depth.get(key).copied().unwrap_or_default();
+                    if d.in_redis + d.buffered + n > max {
+                        return Err(BackendError::QueueFull {
+                            destination: key.to_string(),
+                        });
+                    }
+                }
+            }
+        }
         batch
             .iter()
             .map(|p| self.publish(&p.route, p.message.clone()))

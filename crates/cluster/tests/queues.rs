@@ -279,3 +279,40 @@ async fn a_full_queue_refuses_sends_until_consumers_make_room() {
     a.backend.shutdown().await;
     b.backend.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_does_not_fit_its_queue_is_refused_whole() {
+    use switchboard_stomp::{Command, Frame};
+    let redis = Redis::start();
+    let broker_config = BrokerConfig {
+        queues: vec![switchboard_broker::QueuePolicy {
+            pattern: "/queue/tx".into(),
+            max_length: Some(3),
+            ..Default::default()
+        }],
+        ..BrokerConfig::default()
+    };
+    let a = Node::start_with(config(&redis.url(), "a"), broker_config).await;
+    let mut p = a.client();
+    p.send("/queue/tx", "1");
+    p.send("/queue/tx", "2");
+    p.frame(Frame::new(Command::Begin).header("transaction", "t"));
+    for b in ["3", "4"] {
+        p.frame(
+            Frame::new(Command::Send)
+                .header("destination", "/queue/tx")
+                .header("transaction", "t")
+                .body(b),
+        );
+    }
+    let refused = p.frame_refused(Frame::new(Command::Commit).header("transaction", "t"));
+    assert_eq!(refused.as_deref(), Some("Queue full"));
+    a.backend.sync().await;
+    eventually("two entries", || {
+        redis.cmd("XLEN sb:{q:/queue/tx}:s").trim() == ":2"
+    })
+    .await;
+    // And none of the transaction's arrives later.
+    a.backend.shutdown().await;
+    assert_eq!(redis.cmd("XLEN sb:{q:/queue/tx}:s").trim(), ":2");
+}

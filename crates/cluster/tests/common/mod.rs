@@ -346,12 +346,16 @@ impl Client {
     /// Sends a SEND and returns the `message` of the ERROR it got, if any (the session then
     /// closes).
     pub fn send_refused(&mut self, dest: &str, body: &str) -> Option<String> {
-        self.session.handle_frame(
+        self.frame_refused(
             Frame::new(Command::Send)
                 .header("destination", dest)
                 .body(body.to_owned()),
-            Instant::now(),
-        );
+        )
+    }
+
+    /// Hands `f` to the session; the `message` of the ERROR it got, if any.
+    pub fn frame_refused(&mut self, f: Frame) -> Option<String> {
+        self.session.handle_frame(f, Instant::now());
         let now = Instant::now();
         let mut error = None;
         while let Some(out) = self.session.poll_transmit(now) {
