@@ -336,9 +336,15 @@ impl ClusterBackend {
     /// published so far was written, and (Redis Cluster) the wildcard registry was re-read.
     /// Bounded by the command timeout; for tests and orderly hand-overs.
     pub async fn sync(&self) {
+        let wait = self.inner.cfg.command_timeout * 3;
         let (tx, rx) = oneshot::channel();
         if self.inner.ctl_tx.send(Ctl::Sync(tx)).is_ok() {
-            let _ = tokio::time::timeout(self.inner.cfg.command_timeout * 3, rx).await;
+            let _ = tokio::time::timeout(wait, rx).await;
+        }
+        // The writer answers once everything handed to it before this was sent.
+        let (tx, rx) = oneshot::channel();
+        if self.inner.settle_tx.send(SettleOp::Barrier(tx)).is_ok() {
+            let _ = tokio::time::timeout(wait, rx).await;
         }
     }
 

@@ -47,6 +47,8 @@ pub(crate) enum SettleOp {
     Add(Add),
     /// Measure a queue's length again (it looked full).
     Probe(ByteString),
+    /// Answered once the turn that took it has been written.
+    Barrier(oneshot::Sender<()>),
 }
 
 /// Subscription changes, applied in order by one task.
@@ -459,9 +461,6 @@ async fn control(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                 if sharded {
                     refresh_wildcards(&inner).await;
                 }
-                // The writer has flushed what was queued before this once a PING behind it
-                // returns (the client's commands are in order per connection).
-                let _ = inner.redis.client.ping::<Value>(None).await;
                 let _ = done.send(());
                 Ok(())
             }
@@ -721,6 +720,7 @@ async fn flush(inner: &Inner, topics: &mut Vec<Outgoing>, ops: Vec<SettleOp>) ->
                 }
                 3
             }
+            SettleOp::Barrier(_) => 0,
             SettleOp::Probe(q) => {
                 if !probes.contains(q) {
                     probes.push(q.clone());
@@ -814,6 +814,9 @@ async fn flush(inner: &Inner, topics: &mut Vec<Outgoing>, ops: Vec<SettleOp>) ->
         match (item, err) {
             (Sent::Topic, None) => add(&inner.counters.published, 1),
             (Sent::Topic, Some(_)) => add(&inner.counters.lost, 1),
+            (Sent::Queue(SettleOp::Barrier(done), _), _) => {
+                let _ = done.send(());
+            }
             (Sent::Queue(op, _), None) => {
                 if let SettleOp::Add(a) = &op {
                     add(&inner.counters.published, 1);
