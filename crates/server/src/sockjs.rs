@@ -33,7 +33,9 @@ use crate::metrics::Transport;
 use crate::origin::origin_allowed;
 use crate::server::{ConnectionSlot, Shared};
 use crate::session::StompConnection;
-use crate::transport::{FrameSink, WRITE_HIGH_WATER, earliest, pull, shrink_idle, sleep_until_opt};
+use crate::transport::{
+    FrameSink, WRITE_HIGH_WATER, earliest, pull, release_if_empty, sleep_until_opt,
+};
 
 /// SockJS close code and reason when the STOMP session ended normally (DISCONNECT, ERROR).
 const CLOSE_NORMAL: (u16, &str) = (1000, "Normal closure");
@@ -204,7 +206,9 @@ async fn serve(conn: Connection, shared: Arc<Shared>, slot: ConnectionSlot) {
                 Some(text) => {
                     inbound.extend_from_slice(text.as_bytes());
                     stomp.receive(&mut inbound, Instant::now(), &shared.config);
-                    shrink_idle(&mut inbound);
+                    // Frames keep their own slices; an emptied buffer is given back, so an
+                    // idle session holds none.
+                    release_if_empty(&mut inbound);
                 }
                 None => {
                     debug!(%peer, session = stomp.id(), "SockJS session closed");
