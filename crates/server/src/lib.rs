@@ -25,6 +25,12 @@
 //!
 //! Every connection gets a task; protocol logic lives in the sans-IO crates it composes.
 //!
+//! Cluster mode (cargo feature `cluster`, on by default): with `[cluster] url` or
+//! `--cluster redis://HOST:PORT`, [`Server::bind`] connects a `switchboard_cluster`
+//! Redis backend first, and several servers sharing that Redis (or Redis Cluster) act as one
+//! broker; `/healthz` answers 503 `backend down: <reason>` while Redis is unreachable and
+//! `/metrics` adds the `switchboard_cluster_*` families.
+//!
 //! Security and message lifecycle come from the configuration (see [`config`]): `[[users]]`
 //! with argon2id passcode hashes ([`hash_password`], `switchboard hash-password`), `[auth.jwt]`
 //! bearer tokens (HS256, RS256, ES256, JWKS) from the CONNECT passcode, a WebSocket upgrade's
