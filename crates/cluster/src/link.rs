@@ -60,6 +60,8 @@ pub(crate) enum Ctl {
         globs: Vec<String>,
         prefixes: Vec<String>,
     },
+    /// Redis is back: subscribe everything wanted again.
+    Resubscribe,
     Sync(oneshot::Sender<()>),
 }
 
@@ -371,10 +373,12 @@ async fn health(inner: Arc<Inner>) {
                 inner.up.send_replace(false);
             }
             None if !was_up => {
-                let _ = inner.redis.subscriber.resubscribe_all().await;
                 heartbeat(&inner).await;
                 *lock(&inner.reason) = None;
+                // Up first: subscription changes from now on are issued at once, the ones
+                // recorded during the outage by the resubscription queued behind them.
                 inner.up.send_replace(true);
+                let _ = inner.ctl_tx.send(Ctl::Resubscribe);
                 add(&inner.counters.reconnects, 1);
                 let lost = inner
                     .counters
@@ -409,48 +413,78 @@ async fn health(inner: Arc<Inner>) {
     }
 }
 
-/// Applies subscription changes in order; keeps the wanted set so an outage loses none.
+/// Applies subscription changes in order. It keeps the wanted channels and globs itself:
+/// while Redis is down changes are only recorded (no command waits for a timeout), and after
+/// an outage ([`Ctl::Resubscribe`]) everything wanted is subscribed again — a subscription
+/// made during the outage included.
 async fn control(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
     let sub = &inner.redis.subscriber;
     let sharded = inner.mode == Mode::Cluster;
+    let mut channels: BTreeSet<String> = BTreeSet::new();
     let mut globs: BTreeSet<String> = BTreeSet::new();
+    let mut prefixes: Vec<String> = Vec::new();
     let mut stop = inner.stop.subscribe();
     loop {
         let c = tokio::select! {
             c = rx.recv() => match c { Some(c) => c, None => return },
             _ = stop.changed() => return,
         };
+        let up = inner.is_up();
         let r = match c {
             Ctl::Subscribe(ch) => {
-                if sharded {
-                    sub.ssubscribe(ch).await
-                } else {
-                    sub.subscribe(ch).await
+                channels.insert(ch.clone());
+                match (up, sharded) {
+                    (false, _) => Ok(()),
+                    (true, true) => sub.ssubscribe(ch).await,
+                    (true, false) => sub.subscribe(ch).await,
                 }
             }
             Ctl::Unsubscribe(ch) => {
-                if sharded {
-                    sub.sunsubscribe(ch).await
-                } else {
-                    sub.unsubscribe(ch).await
+                channels.remove(&ch);
+                match (up, sharded) {
+                    (false, _) => Ok(()),
+                    (true, true) => sub.sunsubscribe(ch).await,
+                    (true, false) => sub.unsubscribe(ch).await,
                 }
             }
             Ctl::Patterns {
                 globs: wanted,
-                prefixes,
+                prefixes: p,
             } => {
                 let wanted: BTreeSet<String> = wanted.into_iter().collect();
                 let new: Vec<String> = wanted.difference(&globs).cloned().collect();
                 let old: Vec<String> = globs.difference(&wanted).cloned().collect();
                 globs = wanted;
-                // New ones first: a change never leaves a gap (it may overlap briefly).
+                prefixes = p;
                 let mut r = Ok(());
-                if !new.is_empty() {
-                    r = sub.psubscribe(new).await;
+                if up {
+                    // New ones first: a change never leaves a gap (it may overlap briefly).
+                    if !new.is_empty() {
+                        r = sub.psubscribe(new).await;
+                    }
+                    if !old.is_empty() {
+                        let r2 = sub.punsubscribe(old).await;
+                        r = r.and(r2);
+                    }
+                    if sharded {
+                        register_prefixes(&inner, &prefixes).await;
+                    }
                 }
-                if !old.is_empty() {
-                    let r2 = sub.punsubscribe(old).await;
-                    r = r.and(r2);
+                r
+            }
+            Ctl::Resubscribe => {
+                let mut r = Ok(());
+                if !channels.is_empty() {
+                    let all: Vec<String> = channels.iter().cloned().collect();
+                    r = if sharded {
+                        sub.ssubscribe(all).await
+                    } else {
+                        sub.subscribe(all).await
+                    };
+                }
+                if !globs.is_empty() {
+                    let all: Vec<String> = globs.iter().cloned().collect();
+                    r = r.and(sub.psubscribe(all).await);
                 }
                 if sharded {
                     register_prefixes(&inner, &prefixes).await;
@@ -461,13 +495,15 @@ async fn control(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                 if sharded {
                     refresh_wildcards(&inner).await;
                 }
+                // A reply on the subscriber's connection comes after Redis has processed
+                // the (un)subscriptions written before it.
+                let r = sub.ping::<Value>(None).await.map(|_| ());
                 let _ = done.send(());
-                Ok(())
+                r
             }
         };
         if let Err(e) = r {
-            // Tracked by fred's subscriber client and re-applied after the reconnect.
-            debug!(error = %e, "subscription change failed (re-applied on reconnect)");
+            debug!(error = %e, "subscription change failed (re-applied after the reconnect)");
         }
     }
 }

@@ -184,6 +184,10 @@ async fn redis_restart_keeps_queue_messages_and_nodes_reconnect() {
         p.send("/queue/durable", &format!("d{i}"));
     }
     assert!(a.backend.stats().buffered > 0);
+    // A subscription made while Redis is away is in place once it is back.
+    eventually("b reports Redis down", || !b.backend.health().up).await;
+    let mut late = b.client();
+    late.subscribe("0", "/topic/late", "auto");
     redis.restart();
     eventually("a back up", || a.backend.health().up).await;
     eventually("b back up", || b.backend.health().up).await;
@@ -192,6 +196,9 @@ async fn redis_restart_keeps_queue_messages_and_nodes_reconnect() {
     b.backend.sync().await;
     p.send("/topic/t", "after");
     let got = collect(&mut [&mut t], Duration::ZERO, |n| n >= 1).await;
+    assert_eq!(got[0].len(), 1);
+    p.send("/topic/late", "late");
+    let got = collect(&mut [&mut late], Duration::ZERO, |n| n >= 1).await;
     assert_eq!(got[0].len(), 1);
     let mut c = b.client();
     c.subscribe_prefetch("0", "/queue/durable", 100);
