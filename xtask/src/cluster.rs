@@ -9,8 +9,8 @@
 //!   3-master Redis Cluster) and nodes, through `redis_proc.py` and `cluster_proc.py`;
 //! - `node --test xtask/interop/node/cluster_*.test.js` with a standalone Redis started here,
 //!   its URL in `SWITCHBOARD_REDIS_URL`: @stomp/stompjs over WebSocket across two nodes, and
-//!   sockjs-client + stompjs through Debian's `haproxy` (installed with apt when missing)
-//!   running `docs/cluster/haproxy.cfg` in front of two nodes.
+//!   sockjs-client + stompjs through Debian's `haproxy` and `nginx` (installed with apt when
+//!   missing) running `docs/cluster/haproxy.cfg` and `nginx.conf` in front of two nodes.
 //!
 //! `cargo xtask interop` leaves those files out. Both suites must run at least one test and
 //! fail none; the task prints how many passed.
@@ -117,7 +117,8 @@ fn run_node(bin: &Path) -> Result<Counts> {
     let files = files(&dir, |n| {
         n.starts_with("cluster_") && n.ends_with(".test.js")
     })?;
-    ensure_haproxy()?;
+    ensure_tool("haproxy", "-v", "haproxy")?;
+    ensure_tool("nginx", "-v", "nginx-light")?;
     let redis = Redis::start(Persistence::Off, None)?;
     let tap = xtask_dir().join("cluster-node.tap");
     let _ = std::fs::remove_file(&tap);
@@ -141,12 +142,12 @@ fn run_node(bin: &Path) -> Result<Counts> {
     Ok(counts)
 }
 
-/// Debian's `haproxy` on `PATH` (the load-balancer test runs the sample config with it);
-/// installed with apt when missing and xtask runs as root.
-fn ensure_haproxy() -> Result {
+/// `tool` on `PATH` (the load-balancer test runs the samples in docs/cluster/ with Debian's
+/// `haproxy` and `nginx`); installed with apt (`package`) when missing and xtask runs as root.
+fn ensure_tool(tool: &str, version_flag: &str, package: &str) -> Result {
     let works = || {
-        Command::new("haproxy")
-            .arg("-v")
+        Command::new(tool)
+            .arg(version_flag)
             .output()
             .is_ok_and(|o| o.status.success())
     };
@@ -154,13 +155,15 @@ fn ensure_haproxy() -> Result {
         return Ok(());
     }
     if !crate::apt::is_root() {
-        return Err("`haproxy` is needed on PATH (Debian: apt-get install haproxy)".into());
+        return Err(
+            format!("`{tool}` is needed on PATH (Debian: apt-get install {package})").into(),
+        );
     }
-    crate::apt::apt_install(&["haproxy"])?;
+    crate::apt::apt_install(&[package])?;
     if works() {
         Ok(())
     } else {
-        Err("apt-get installed haproxy, but it is still not on PATH".into())
+        Err(format!("apt-get installed {package}, but `{tool}` is still not on PATH").into())
     }
 }
 

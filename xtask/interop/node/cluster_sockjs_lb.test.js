@@ -1,9 +1,10 @@
-// docs/cluster/haproxy.cfg as written (only addresses, ports and maxconn changed) in front of two
-// `switchboard` nodes of one cluster: sockjs-client + @stomp/stompjs chat through it over
-// xhr-streaming, xhr-polling and websocket (sticky on the `<server>` URL segment; without
-// stickiness an HTTP transport's xhr_send reaches a node that does not know the session), plain
-// WebSocket, and the JSESSIONID cookie way with raw SockJS HTTP requests (sockjs-client in Node
-// keeps no cookies). Run by `cargo xtask cluster` (Debian's haproxy, SWITCHBOARD_REDIS_URL).
+// docs/cluster/haproxy.cfg and docs/cluster/nginx.conf as written (only addresses, ports,
+// maxconn and logging changed) in front of two `switchboard` nodes of one cluster:
+// sockjs-client + @stomp/stompjs chat through each over xhr-streaming, xhr-polling and websocket
+// (sticky on the `<server>` URL segment; without stickiness an HTTP transport's xhr_send reaches
+// a node that does not know the session), plain WebSocket, and HAProxy's JSESSIONID cookie way
+// with raw SockJS HTTP requests (sockjs-client in Node keeps no cookies). Run by
+// `cargo xtask cluster` (Debian's haproxy and nginx-light, SWITCHBOARD_REDIS_URL).
 'use strict';
 
 const { test, before, after } = require('node:test');
@@ -17,13 +18,16 @@ const { Client } = require('@stomp/stompjs');
 const { freePort, launchSwitchboard, startServer } = require('./harness');
 const { chatScenario } = require('./sockjs_chat');
 
-const SAMPLE = path.join(__dirname, '..', '..', '..', 'docs', 'cluster', 'haproxy.cfg');
+const DOCS = path.join(__dirname, '..', '..', '..', 'docs', 'cluster');
+const SAMPLE = path.join(DOCS, 'haproxy.cfg');
 const WAIT_MS = 8000;
 const tag = () => Math.random().toString(16).slice(2, 10);
 
 let nodes = [];
 const proxies = {};
 let dir;
+// A stompjs client per node, subscribed to /topic/messages for the whole file (see before()).
+const holders = [];
 
 function redisUrl() {
   const url = process.env.SWITCHBOARD_REDIS_URL;
@@ -64,6 +68,32 @@ async function startHaproxy(name, cookie) {
   return { http: `127.0.0.1:${httpPort}`, stop: () => server.stop(), output: server.output };
 }
 
+// The nginx sample with our loopback addresses, logging to stderr, no access log.
+function nginxConfig(httpPort) {
+  let cfg = fs.readFileSync(path.join(DOCS, 'nginx.conf'), 'utf8');
+  const replace = (from, to) => {
+    assert.ok(cfg.includes(from), `docs/cluster/nginx.conf no longer has ${JSON.stringify(from)}`);
+    cfg = cfg.split(from).join(to);
+  };
+  replace('listen 8080;', `listen 127.0.0.1:${httpPort};`);
+  replace('http {\n', 'http {\n    access_log off;\n');
+  nodes.forEach((n, i) => replace(`server 10.0.0.1${i + 1}:8080;`, `server ${n.http};`));
+  return cfg.split('\n').filter((l) => !/^\s*server 10\.0\.0\.13:/.test(l)).join('\n');
+}
+
+async function startNginx() {
+  const httpPort = await freePort();
+  const prefix = path.join(dir, 'nginx');
+  fs.mkdirSync(prefix, { recursive: true });
+  const file = path.join(prefix, 'nginx.conf');
+  fs.writeFileSync(file, nginxConfig(httpPort));
+  const server = await startServer([
+    'nginx', '-p', prefix, '-c', file,
+    '-g', `daemon off; master_process off; pid ${path.join(prefix, 'nginx.pid')}; error_log stderr;`,
+  ], [httpPort]);
+  return { http: `127.0.0.1:${httpPort}`, stop: () => server.stop(), output: server.output };
+}
+
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-lb-'));
   const url = redisUrl();
@@ -76,33 +106,70 @@ before(async () => {
   }
   proxies.server = await startHaproxy('by-server', false);
   proxies.cookie = await startHaproxy('by-cookie', true);
+  proxies.nginx = await startNginx();
+  // The chat scenario subscribes to /topic/messages and unsubscribes again every round. A node
+  // whose last local subscriber of a destination leaves unsubscribes from Redis, and a SUBSCRIBE
+  // RECEIPT only says the node has the subscription (crates/cluster/README.md, "Receipts"):
+  // a message sent from another node right after a quick resubscribe can miss it. These tests
+  // are about the load balancers, so one long-lived subscriber per node keeps /topic/messages
+  // subscribed in Redis, and a probe from each node to the other proves the path before any
+  // test runs.
+  for (const n of nodes) {
+    const c = new Client({
+      webSocketFactory: () => new WebSocket(n.wsUrl('/chat'), ['v12.stomp']),
+      reconnectDelay: 0,
+      heartbeatIncoming: 0,
+      heartbeatOutgoing: 0,
+      debug: () => {},
+    });
+    const seen = [];
+    await new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('holder: no CONNECTED')), WAIT_MS);
+      c.onConnect = () => { clearTimeout(t); resolve(); };
+      c.activate();
+    });
+    c.subscribe('/topic/messages', (m) => seen.push(m.body));
+    holders.push({ client: c, seen });
+  }
+  const deadline = Date.now() + 15000;
+  for (let i = 0; ; i++) {
+    const crossed = holders.every((h) => h.seen.some((b) => b.startsWith('probe-')));
+    if (crossed) break;
+    assert.ok(Date.now() < deadline, 'no probe crossed between the nodes within 15 s');
+    holders.forEach((h, j) => h.client.publish({ destination: '/topic/messages', body: `probe-${j}-${i}` }));
+    await new Promise((r) => setTimeout(r, 200));
+  }
 });
 
 after(async () => {
+  for (const h of holders) await h.client.deactivate();
   for (const p of Object.values(proxies)) await p.stop();
   for (const n of nodes) await n.stop();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-for (const transport of ['xhr-streaming', 'xhr-polling', 'websocket', 'ws']) {
-  test(`through HAProxy (sticky on <server>): ${transport} chat across the cluster`, { timeout: 60000 }, async () => {
-    // Several rounds: each session gets a random <server>, so sessions land on both nodes.
-    for (let round = 0; round < 3; round++) {
-      const result = await chatScenario({
-        SockJS,
-        Client,
-        WebSocket,
-        transport,
-        sockjsUrl: `http://${proxies.server.http}/chat`,
-        wsUrl: `ws://${proxies.server.http}/chat`,
-        tag: tag(),
-        waitMs: WAIT_MS,
-      }).catch((e) => {
-        throw new Error(`${e.message}\nhaproxy: ${proxies.server.output().slice(-1000)}`);
-      });
-      assert.deepEqual(result.transports, [transport, transport]);
-    }
-  });
+for (const [name, key] of [['HAProxy', 'server'], ['nginx', 'nginx']]) {
+  for (const transport of ['xhr-streaming', 'xhr-polling', 'websocket', 'ws']) {
+    test(`through ${name} (sticky on <server>): ${transport} chat across the cluster`, { timeout: 60000 }, async () => {
+      const proxy = proxies[key];
+      // Several rounds: each session gets a random <server>, so sessions land on both nodes.
+      for (let round = 0; round < 3; round++) {
+        const result = await chatScenario({
+          SockJS,
+          Client,
+          WebSocket,
+          transport,
+          sockjsUrl: `http://${proxy.http}/chat`,
+          wsUrl: `ws://${proxy.http}/chat`,
+          tag: tag(),
+          waitMs: WAIT_MS,
+        }).catch((e) => {
+          throw new Error(`${e.message}\n${name}: ${proxy.output().slice(-1000)}`);
+        });
+        assert.deepEqual(result.transports, [transport, transport]);
+      }
+    });
+  }
 }
 
 // One SockJS HTTP request through the cookie proxy.
