@@ -86,6 +86,13 @@ pub struct ClusterConfig {
     pub connect_timeout: Duration,
     /// Prefix of every key and channel. Default `sb`.
     pub key_prefix: String,
+    /// How long the node stays subscribed to a destination's channel after its last local
+    /// subscriber left. A client that unsubscribes and subscribes again within it (a page
+    /// reload, a stompjs reconnect) misses nothing another node publishes meanwhile: the
+    /// RECEIPT of a SUBSCRIBE only says this node has it, and a fresh Redis subscription
+    /// follows asynchronously. Messages that arrive for no local subscriber are dropped.
+    /// Default 30 s; zero unsubscribes at once.
+    pub unsubscribe_linger: Duration,
 }
 
 impl ClusterConfig {
@@ -106,6 +113,7 @@ impl ClusterConfig {
             reconnect_max_delay: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
             key_prefix: "sb".to_owned(),
+            unsubscribe_linger: Duration::from_secs(30),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! subscription manager, the Pub/Sub reader, the health check with the node's heartbeat, and
 //! one reader per queue with local consumers.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -413,6 +413,14 @@ async fn health(inner: Arc<Inner>) {
     }
 }
 
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Applies subscription changes in order. It keeps the wanted channels and globs itself:
 /// while Redis is down changes are only recorded (no command waits for a timeout), and after
 /// an outage ([`Ctl::Resubscribe`]) everything wanted is subscribed again — a subscription
@@ -423,21 +431,58 @@ async fn control(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
     let mut channels: BTreeSet<String> = BTreeSet::new();
     let mut globs: BTreeSet<String> = BTreeSet::new();
     let mut prefixes: Vec<String> = Vec::new();
+    // Channels no local subscriber wants any more, still subscribed in Redis until their
+    // deadline (`unsubscribe_linger`), so a quick resubscribe misses nothing.
+    let mut lingering: BTreeMap<String, Instant> = BTreeMap::new();
+    let linger = inner.cfg.unsubscribe_linger;
     let mut stop = inner.stop.subscribe();
     loop {
+        let next_expiry = lingering.values().min().copied();
         let c = tokio::select! {
             c = rx.recv() => match c { Some(c) => c, None => return },
             _ = stop.changed() => return,
+            _ = sleep_until_opt(next_expiry) => {
+                let now = Instant::now();
+                let expired: Vec<String> = lingering
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(ch, _)| ch.clone())
+                    .collect();
+                for ch in &expired {
+                    lingering.remove(ch);
+                }
+                if inner.is_up() && !expired.is_empty() {
+                    let r = if sharded {
+                        sub.sunsubscribe(expired).await
+                    } else {
+                        sub.unsubscribe(expired).await
+                    };
+                    if let Err(e) = r {
+                        debug!("unsubscribing lingering channels failed: {e}");
+                    }
+                }
+                continue;
+            }
         };
         let up = inner.is_up();
         let r = match c {
             Ctl::Subscribe(ch) => {
                 channels.insert(ch.clone());
-                match (up, sharded) {
-                    (false, _) => Ok(()),
-                    (true, true) => sub.ssubscribe(ch).await,
-                    (true, false) => sub.subscribe(ch).await,
+                if lingering.remove(&ch).is_some() {
+                    // Still subscribed in Redis (or resubscribed after an outage).
+                    Ok(())
+                } else {
+                    match (up, sharded) {
+                        (false, _) => Ok(()),
+                        (true, true) => sub.ssubscribe(ch).await,
+                        (true, false) => sub.subscribe(ch).await,
+                    }
                 }
+            }
+            Ctl::Unsubscribe(ch) if !linger.is_zero() => {
+                channels.remove(&ch);
+                lingering.insert(ch, Instant::now() + linger);
+                Ok(())
             }
             Ctl::Unsubscribe(ch) => {
                 channels.remove(&ch);
@@ -474,8 +519,9 @@ async fn control(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
             }
             Ctl::Resubscribe => {
                 let mut r = Ok(());
-                if !channels.is_empty() {
-                    let all: Vec<String> = channels.iter().cloned().collect();
+                if !channels.is_empty() || !lingering.is_empty() {
+                    let all: Vec<String> =
+                        channels.iter().chain(lingering.keys()).cloned().collect();
                     r = if sharded {
                         sub.ssubscribe(all).await
                     } else {

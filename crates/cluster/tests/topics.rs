@@ -206,3 +206,73 @@ async fn a_slow_consumer_on_one_node_does_not_slow_the_others() {
     a.backend.shutdown().await;
     b.backend.shutdown().await;
 }
+
+/// `PUBSUB NUMSUB channel`: how many connections Redis has subscribed to it.
+fn numsub(redis: &Redis, channel: &str) -> u64 {
+    let reply = redis.cmd(&format!("PUBSUB NUMSUB {channel}"));
+    // *2 $len channel :N
+    reply
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(':'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no NUMSUB count in {reply:?}"))
+}
+
+/// The last local subscriber of a destination leaves and a new one subscribes at once (a page
+/// reload, a stompjs reconnect): the node stays subscribed in Redis for `unsubscribe_linger`,
+/// so what another node publishes right after the new SUBSCRIBE is not lost to a Redis
+/// subscription still on its way; once the linger is over the node lets the channel go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_resubscribe_misses_nothing_and_the_channel_is_released_after_the_linger() {
+    let redis = Redis::start();
+    let mut config = common::config(&redis.url(), "a");
+    config.unsubscribe_linger = Duration::from_millis(1500);
+    let a = Node::start_with(config, switchboard_broker::BrokerConfig::default()).await;
+    let mut config = common::config(&redis.url(), "c");
+    config.unsubscribe_linger = Duration::ZERO;
+    let c = Node::start_with(config, switchboard_broker::BrokerConfig::default()).await;
+    let b = Node::start(&redis.url(), "b").await;
+    let unsubscribe = |id: &str| {
+        switchboard_stomp::Frame::new(switchboard_stomp::Command::Unsubscribe).header("id", id)
+    };
+    let channel = "sb:t:/topic/reload";
+
+    let mut s = a.client();
+    s.subscribe("0", "/topic/reload", "auto");
+    a.backend.sync().await;
+    assert_eq!(numsub(&redis, channel), 1);
+    s.frame(unsubscribe("0"));
+    a.backend.sync().await;
+    // Without the linger this would be 0 now, and a message published between the next
+    // SUBSCRIBE and its Redis subscription would be lost.
+    assert_eq!(numsub(&redis, channel), 1, "the subscription lingers");
+    s.subscribe("1", "/topic/reload", "auto");
+    let mut p = b.client();
+    p.send("/topic/reload", "after the reload");
+    let got = collect(&mut [&mut s], Duration::from_millis(300), |n| n >= 1).await;
+    assert_eq!(
+        got[0].iter().map(body).collect::<Vec<_>>(),
+        vec!["after the reload".to_owned()]
+    );
+
+    // Gone for good: released after the linger.
+    s.frame(unsubscribe("1"));
+    a.backend.sync().await;
+    common::eventually("the channel released after the linger", || {
+        numsub(&redis, channel) == 0
+    })
+    .await;
+
+    // A zero linger unsubscribes at once.
+    let mut z = c.client();
+    z.subscribe("0", "/topic/zero", "auto");
+    c.backend.sync().await;
+    assert_eq!(numsub(&redis, "sb:t:/topic/zero"), 1);
+    z.frame(unsubscribe("0"));
+    c.backend.sync().await;
+    assert_eq!(numsub(&redis, "sb:t:/topic/zero"), 0);
+    for n in [&a, &b, &c] {
+        n.backend.shutdown().await;
+    }
+}

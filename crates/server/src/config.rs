@@ -116,6 +116,7 @@
 //! reconnect_max_delay_ms = 2000  # reconnection backoff cap (from 50 ms, doubling)
 //! connect_timeout_ms = 5000      # the server does not start without Redis
 //! key_prefix = "sb"              # of every Redis key and channel
+//! unsubscribe_linger_ms = 30000  # stay subscribed this long after the last local subscriber left
 //!
 //! [[queues]]                     # first matching pattern applies
 //! pattern = "/queue/jobs.*"
@@ -277,6 +278,10 @@ pub struct Cluster {
     pub connect_timeout_ms: u64,
     /// Prefix of every Redis key and channel. Default `sb`.
     pub key_prefix: String,
+    /// The node stays subscribed to a destination's Redis channel this long after its last
+    /// local subscriber left, so a quick resubscribe (a page reload) misses nothing other
+    /// nodes publish. Default 30 000; 0 unsubscribes at once.
+    pub unsubscribe_linger_ms: u64,
 }
 
 impl Cluster {
@@ -304,6 +309,7 @@ impl Default for Cluster {
             reconnect_max_delay_ms: 2_000,
             connect_timeout_ms: 5_000,
             key_prefix: "sb".to_owned(),
+            unsubscribe_linger_ms: 30_000,
         }
     }
 }

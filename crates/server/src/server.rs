@@ -608,6 +608,7 @@ async fn cluster_backend(
     cc.reconnect_max_delay = ms(c.reconnect_max_delay_ms);
     cc.connect_timeout = ms(c.connect_timeout_ms);
     cc.key_prefix = c.key_prefix.clone();
+    cc.unsubscribe_linger = ms(c.unsubscribe_linger_ms);
     // What the backend needs of the broker's configuration: queue policies (redeliveries,
     // dead letters); prefixes and the clock are the defaults the server uses too.
     let broker_config = switchboard_broker::BrokerConfig {
