@@ -39,8 +39,9 @@ tasks:
   cluster [--python-only|--node-only]
                              switchboard nodes sharing Redis (standalone, AOF restart, 3-master
                              Redis Cluster) with stomp.py and @stomp/stompjs; installs redis-server
-  load ws --conns N --size B --secs S URL
-                             WebSocket echo load generator (msgs/s, latency percentiles)
+  load ws --conns N --size B --secs S URL | --compare | --icount
+                             WebSocket echo load generator (msgs/s, latency percentiles);
+                             --compare: vs peer echo servers; --icount: instructions per round trip
   load stomp [--compare] | load idle
                              STOMP broker load (stompload); --compare: vs RabbitMQ and ActiveMQ
   load sockjs --compare | --idle
