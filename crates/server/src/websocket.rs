@@ -222,7 +222,12 @@ where
         shared,
         slot,
         token,
-    } = *start;
+    } = {
+        // Moved out and the box freed here: destructuring `*start` in place would keep the
+        // emptied allocation until `run` returns.
+        let boxed = start;
+        *boxed
+    };
     let mut sink = WsSink {
         ws: Connection::new(Role::Server, ws_config(&shared), deflate),
     };
