@@ -1616,6 +1616,20 @@ fn open_chart(
     }
 }
 
+/// The highest of `values` (one per broker, in `brokers` order) among the peers: neither
+/// `switchboard` nor a `--baseline` build of it.
+pub(crate) fn best_peer(
+    brokers: &[&str],
+    values: impl IntoIterator<Item = Option<f64>>,
+) -> Option<f64> {
+    brokers
+        .iter()
+        .zip(values)
+        .filter(|(b, _)| **b != "switchboard" && **b != "baseline")
+        .filter_map(|(_, v)| v)
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+}
+
 fn render_stomp(
     c: &StompCompareArgs,
     pin: &Pin,
@@ -1650,14 +1664,12 @@ fn render_stomp(
             Some(r) => format!("{:.0}", r.delivered_per_sec),
         }));
         if ours && c.brokers.len() > 1 {
-            // A `--baseline` build is ours too, not a peer.
-            let best_peer = cells[1..]
-                .iter()
-                .zip(&c.brokers[1..])
-                .filter(|(_, b)| **b != "baseline")
-                .filter_map(|(r, _)| r.as_ref())
-                .map(|r| r.delivered_per_sec)
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+            let best_peer = best_peer(
+                &c.brokers,
+                cells
+                    .iter()
+                    .map(|r| r.as_ref().map(|r| r.delivered_per_sec)),
+            );
             row.push(match (&cells[0], best_peer) {
                 (Some(r), Some(p)) if p > 0.0 => format!("{:.2}x", r.delivered_per_sec / p),
                 _ => "-".into(),
@@ -1727,6 +1739,21 @@ fn render_stomp(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn best_peer_skips_switchboard_and_the_baseline() {
+        let brokers = ["switchboard", "baseline", "rabbitmq", "activemq"];
+        let v = [Some(9.0), Some(8.0), Some(2.0), Some(3.0)];
+        assert_eq!(best_peer(&brokers, v), Some(3.0));
+        assert_eq!(
+            best_peer(&brokers, [Some(9.0), Some(8.0), None, None]),
+            None
+        );
+        assert_eq!(
+            best_peer(&["switchboard", "rabbitmq"], [None, Some(1.5)]),
+            Some(1.5)
+        );
+    }
 
     #[test]
     fn parses_result_line() {

@@ -10,7 +10,7 @@
 //! stopped the drain (an ERROR frame, a closed connection). `--baseline PATH` adds an older
 //! `switchboard` build as a `baseline` column, so a before/after shows in the same run.
 
-use super::{Pin, StompCompareArgs, Target, result_fields, run_stompload, table};
+use super::{Pin, StompCompareArgs, Target, best_peer, result_fields, run_stompload, table};
 use crate::Result;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -198,13 +198,7 @@ fn render(c: &StompCompareArgs, pin: &Pin, rows: &[(String, usize, Vec<Option<Dr
                     .filter(|d| d.complete(*n))
                     .map(|d| d.drain_per_sec)
             };
-            let best = c
-                .brokers
-                .iter()
-                .zip(cells)
-                .filter(|(b, _)| **b != "switchboard" && **b != "baseline")
-                .filter_map(|(_, d)| rate(d))
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+            let best = best_peer(&c.brokers, cells.iter().map(rate));
             row.push(match (rate(&cells[i]), best) {
                 (Some(r), Some(p)) if p > 0.0 => format!("{:.2}x", r / p),
                 (Some(_), None) => "only switchboard drained".into(),
